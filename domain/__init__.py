@@ -1,0 +1,1 @@
+"""WealthWise domain: the core of the product, free of web and queue frameworks."""

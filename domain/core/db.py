@@ -1,0 +1,86 @@
+"""The database engine and sessions: aiosqlite embedded, asyncpg in production.
+
+SQLite allows one writer: we use WAL, a busy timeout, and `BEGIN IMMEDIATE` for
+sessions that write, so two writers queue on the lock instead of failing on commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from domain.core.settings import Settings
+
+WRITE_OPTION = "wealthwise_write"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    url = settings.resolved_database_url
+    if url.startswith("sqlite"):
+        settings.ensure_data_dir()
+        return _create_sqlite_engine(url, echo=settings.sql_echo)
+    return create_async_engine(url, echo=settings.sql_echo, pool_size=10, max_overflow=10)
+
+
+def _create_sqlite_engine(url: str, *, echo: bool) -> AsyncEngine:
+    engine = create_async_engine(
+        url,
+        echo=echo,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        poolclass=NullPool if ":memory:" in url else None,
+    )
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control from the driver so that we emit BEGIN ourselves.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        write = connection.get_execution_options().get(WRITE_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+def session_for(engine: AsyncEngine, *, write: bool) -> AsyncSession:
+    """A session; `write=True` takes SQLite's write lock at BEGIN (no effect on PostgreSQL)."""
+    bind = engine.execution_options(**{WRITE_OPTION: True}) if write else engine
+    return AsyncSession(bind=bind, expire_on_commit=False, autoflush=False)
+
+
+@asynccontextmanager
+async def unit_of_work(engine: AsyncEngine, *, write: bool = True) -> AsyncIterator[AsyncSession]:
+    """One database transaction for a job or a CLI command: commit on success, else roll back."""
+    session = session_for(engine, write=write)
+    try:
+        yield session
+        await session.commit()
+    except BaseException:
+        await session.rollback()
+        raise
+    finally:
+        await session.close()
+
+
+def dialect_insert(session: AsyncSession) -> Any:
+    """The dialect's INSERT (both have `on_conflict_do_nothing`)."""
+    if session.bind.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert

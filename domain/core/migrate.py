@@ -1,0 +1,31 @@
+"""Run the Alembic migrations (the CLI, the app's tests and the demo use this)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+from domain.core.settings import Settings
+
+MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+
+
+def alembic_config(settings: Settings) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", settings.resolved_database_url)
+    return config
+
+
+def upgrade(settings: Settings, revision: str = "head") -> None:
+    if settings.is_sqlite:
+        settings.ensure_data_dir()
+    command.upgrade(alembic_config(settings), revision)
+
+
+async def upgrade_async(settings: Settings, revision: str = "head") -> None:
+    """From inside a running event loop (env.py uses asyncio.run)."""
+    await asyncio.to_thread(upgrade, settings, revision)

@@ -1,0 +1,99 @@
+"""Money: integer minor units plus an ISO-4217 code, with the currency's own exponent."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+
+from domain.core.errors import BadInput
+
+# ISO 4217 minor-unit exponents of the currencies we accept (active codes only).
+EXPONENTS: dict[str, int] = {
+    **dict.fromkeys(
+        "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BMD BND BOB BRL BSD BTN BWP "
+        "BYN BZD CAD CDF CHF CNY COP CRC CUP CZK DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP GEL "
+        "GHS GIP GMD GTQ GYD HKD HNL HTG HUF IDR ILS INR IRR JMD KES KGS KHR KPW KYD KZT LAK "
+        "LBP LKR LRD LSL MAD MDL MKD MMK MNT MOP MRU MUR MVR MWK MXN MYR MZN NAD NGN NIO NOK "
+        "NPR NZD PAB PEN PGK PHP PKR PLN QAR RON RSD RUB SAR SBD SCR SDG SEK SGD SHP SLE SOS "
+        "SRD SSP STN SVC SYP SZL THB TJS TMT TOP TRY TTD TWD TZS UAH USD UYU UZS VES WST XCD "
+        "YER ZAR ZMW ZWG".split(),
+        2,
+    ),
+    **dict.fromkeys(
+        "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF".split(), 0
+    ),
+    **dict.fromkeys("BHD IQD JOD KWD LYD OMR TND".split(), 3),
+    "CLF": 4,
+    "UYW": 4,
+}
+
+
+def exponent(currency: str) -> int:
+    try:
+        return EXPONENTS[currency]
+    except KeyError:
+        raise BadInput(f"Unknown currency {currency!r}", field="currency") from None
+
+
+def check_currency(currency: str) -> str:
+    exponent(currency)
+    return currency
+
+
+@dataclass(frozen=True, slots=True)
+class Money:
+    minor: int
+    currency: str
+
+    @classmethod
+    def parse(cls, amount: Decimal | str, currency: str, *, field: str = "amount") -> Money:
+        """Exact conversion from a decimal amount; refuses more decimals than the currency has."""
+        places = exponent(currency)
+        try:
+            value = Decimal(amount)
+        except (InvalidOperation, ValueError):
+            raise BadInput(f"Not a decimal amount: {amount!r}", field=field) from None
+        if not value.is_finite():
+            raise BadInput("Amount must be a finite number", field=field)
+        scaled = value.scaleb(places)
+        if scaled != scaled.to_integral_value():
+            raise BadInput(
+                f"{currency} allows at most {places} decimal places, got {amount}", field=field
+            )
+        minor = int(scaled)
+        if abs(minor) >= 10**15:
+            raise BadInput("Amount is out of range", field=field)
+        return cls(minor, currency)
+
+    @classmethod
+    def zero(cls, currency: str) -> Money:
+        return cls(0, check_currency(currency))
+
+    @property
+    def amount(self) -> Decimal:
+        return Decimal(self.minor).scaleb(-exponent(self.currency))
+
+    def __add__(self, other: Money) -> Money:
+        self._same_currency(other)
+        return Money(self.minor + other.minor, self.currency)
+
+    def __sub__(self, other: Money) -> Money:
+        self._same_currency(other)
+        return Money(self.minor - other.minor, self.currency)
+
+    def __neg__(self) -> Money:
+        return Money(-self.minor, self.currency)
+
+    def _same_currency(self, other: Money) -> None:
+        if other.currency != self.currency:
+            raise ValueError(f"Currency mismatch: {self.currency} vs {other.currency}")
+
+    def __str__(self) -> str:
+        return f"{self.amount} {self.currency}"
+
+
+def convert(minor: int, currency: str, rate: Decimal, target: str) -> int:
+    """Convert minor units at `rate` (target per unit of source), rounding half-even."""
+    value = Decimal(minor).scaleb(-exponent(currency)) * rate
+    quantum = Decimal(1).scaleb(-exponent(target))
+    return int(value.quantize(quantum, rounding=ROUND_HALF_EVEN).scaleb(exponent(target)))

@@ -1,0 +1,93 @@
+"""Identity tables: users, workspaces, memberships, invitations, refresh tokens."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+
+from sqlalchemy import DateTime, LargeBinary, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from domain.core.models import timestamp_field
+
+
+class Role(enum.StrEnum):
+    OWNER = "owner"
+    MEMBER = "member"
+    VIEWER = "viewer"
+
+    @property
+    def can_write(self) -> bool:
+        return self is not Role.VIEWER
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    email_index: bytes = Field(sa_type=LargeBinary, unique=True)  # HMAC blind index
+    email_enc: bytes = Field(sa_type=LargeBinary)
+    name_enc: bytes = Field(sa_type=LargeBinary)
+    password_hash: str | None = Field(default=None, max_length=255)
+    created_at: datetime = timestamp_field()
+
+
+class Workspace(SQLModel, table=True):
+    __tablename__ = "workspaces"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    name_enc: bytes = Field(sa_type=LargeBinary)
+    base_currency: str = Field(max_length=3)
+    created_at: datetime = timestamp_field()
+
+
+class Membership(SQLModel, table=True):
+    __tablename__ = "memberships"
+    __table_args__ = (UniqueConstraint("workspace_id", "user_id"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    workspace_id: uuid.UUID = Field(foreign_key="workspaces.id", index=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id", index=True)
+    role: str = Field(max_length=16)
+    created_at: datetime = timestamp_field()
+
+
+class Invitation(SQLModel, table=True):
+    """An invitation for an email that has no account yet; registration accepts it."""
+
+    __tablename__ = "invitations"
+    __table_args__ = (UniqueConstraint("workspace_id", "email_index"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    workspace_id: uuid.UUID = Field(foreign_key="workspaces.id", index=True)
+    email_index: bytes = Field(sa_type=LargeBinary, index=True)
+    role: str = Field(max_length=16)
+    invited_by: uuid.UUID = Field(foreign_key="users.id")
+    created_at: datetime = timestamp_field()
+
+
+class AuthSession(SQLModel, table=True):
+    """A login: the family of its refresh tokens. Revoking it ends every token at once."""
+
+    __tablename__ = "auth_sessions"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id", index=True)
+    created_at: datetime = timestamp_field()
+    revoked_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    revoked_reason: str | None = Field(default=None, max_length=32)
+
+
+class RefreshToken(SQLModel, table=True):
+    """A refresh token, stored hashed; each use rotates it, a reuse revokes the session."""
+
+    __tablename__ = "refresh_tokens"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    session_id: uuid.UUID = Field(foreign_key="auth_sessions.id", index=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    expires_at: datetime = Field(sa_type=DateTime(timezone=True))
+    used_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    revoked_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    created_at: datetime = timestamp_field()

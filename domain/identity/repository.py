@@ -1,0 +1,92 @@
+"""Queries of the identity context."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from domain.identity.models import (
+    AuthSession,
+    Invitation,
+    Membership,
+    RefreshToken,
+    User,
+    Workspace,
+)
+
+
+class IdentityRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def user_by_email_index(self, email_index: bytes) -> User | None:
+        result = await self.session.execute(select(User).where(User.email_index == email_index))
+        return result.scalar_one_or_none()
+
+    async def user(self, user_id: uuid.UUID) -> User | None:
+        return await self.session.get(User, user_id)
+
+    async def users(self, user_ids: list[uuid.UUID]) -> list[User]:
+        result = await self.session.execute(select(User).where(col(User.id).in_(user_ids)))
+        return list(result.scalars())
+
+    async def workspace(self, workspace_id: uuid.UUID) -> Workspace | None:
+        return await self.session.get(Workspace, workspace_id)
+
+    async def membership(self, workspace_id: uuid.UUID, user_id: uuid.UUID) -> Membership | None:
+        result = await self.session.execute(
+            select(Membership).where(
+                Membership.workspace_id == workspace_id, Membership.user_id == user_id
+            )
+        )
+        return result.scalar_one_or_none()
+
+    async def memberships_of_user(self, user_id: uuid.UUID) -> list[tuple[Membership, Workspace]]:
+        result = await self.session.execute(
+            select(Membership, Workspace)
+            .join(Workspace, col(Workspace.id) == col(Membership.workspace_id))
+            .where(Membership.user_id == user_id)
+            .order_by(col(Membership.created_at), col(Membership.id))
+        )
+        return [(row[0], row[1]) for row in result.all()]
+
+    async def members_of_workspace(self, workspace_id: uuid.UUID) -> list[Membership]:
+        result = await self.session.execute(
+            select(Membership)
+            .where(Membership.workspace_id == workspace_id)
+            .order_by(col(Membership.created_at), col(Membership.id))
+        )
+        return list(result.scalars())
+
+    async def invitations_for(self, email_index: bytes) -> list[Invitation]:
+        result = await self.session.execute(
+            select(Invitation).where(Invitation.email_index == email_index)
+        )
+        return list(result.scalars())
+
+    async def invitation(self, workspace_id: uuid.UUID, email_index: bytes) -> Invitation | None:
+        result = await self.session.execute(
+            select(Invitation).where(
+                Invitation.workspace_id == workspace_id, Invitation.email_index == email_index
+            )
+        )
+        return result.scalar_one_or_none()
+
+    async def auth_session(self, session_id: uuid.UUID) -> AuthSession | None:
+        return await self.session.get(AuthSession, session_id)
+
+    async def refresh_token(self, token_hash: str) -> RefreshToken | None:
+        result = await self.session.execute(
+            select(RefreshToken).where(RefreshToken.token_hash == token_hash).with_for_update()
+        )
+        return result.scalar_one_or_none()
+
+    async def live_sessions_of_user(self, user_id: uuid.UUID) -> list[AuthSession]:
+        result = await self.session.execute(
+            select(AuthSession).where(
+                AuthSession.user_id == user_id, col(AuthSession.revoked_at).is_(None)
+            )
+        )
+        return list(result.scalars())

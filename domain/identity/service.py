@@ -1,0 +1,292 @@
+"""The identity context: accounts, logins and sessions, workspaces and their members."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain.core.crypto import SYSTEM_OWNER, blind_index
+from domain.core.errors import BadInput, Conflict, NotFound, Unauthenticated
+from domain.core.keys import Keyring
+from domain.core.models import as_utc, utcnow
+from domain.core.money import check_currency
+from domain.core.tenancy import Tenant
+from domain.identity.models import (
+    AuthSession,
+    Invitation,
+    Membership,
+    RefreshToken,
+    Role,
+    User,
+    Workspace,
+)
+from domain.identity.repository import IdentityRepository
+from domain.identity.tokens import TokenSigner
+from domain.ledger import categories
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_hasher = PasswordHasher()  # argon2id with the library's recommended parameters
+# Verified against when the email is unknown, so both paths cost one argon2 run.
+_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+MIN_PASSWORD_LENGTH = 10
+
+
+@dataclass(frozen=True)
+class Profile:
+    id: uuid.UUID
+    email: str
+    name: str
+
+
+@dataclass(frozen=True)
+class IssuedSession:
+    session_id: uuid.UUID
+    access_token: str
+    refresh_token: str
+    refresh_expires_in: int
+
+
+def _normalise_email(email: str) -> str:
+    email = email.strip().casefold()
+    if len(email) > 254 or not _EMAIL.match(email):
+        raise BadInput("Not a valid email address", field="email")
+    return email
+
+
+def _role(role: str) -> Role:
+    try:
+        return Role(role.lower())
+    except ValueError:
+        raise BadInput(f"Unknown role {role!r}", field="role") from None
+
+
+async def profile(session: AsyncSession, keyring: Keyring, user: User) -> Profile:
+    cipher = await keyring.cipher(session, SYSTEM_OWNER)
+    return Profile(
+        id=user.id,
+        email=cipher.open_text(user.email_enc, "users", "email", user.id),
+        name=cipher.open_text(user.name_enc, "users", "name", user.id),
+    )
+
+
+async def register(
+    session: AsyncSession,
+    keyring: Keyring,
+    *,
+    email: str,
+    password: str,
+    name: str,
+    workspace_name: str | None = None,
+    base_currency: str = "INR",
+) -> User:
+    """A new user with a household of their own; pending invitations become memberships."""
+    email = _normalise_email(email)
+    name = name.strip()
+    if not name or len(name) > 120:
+        raise BadInput("A name of 1 to 120 characters is required", field="name")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise BadInput(
+            f"The password needs at least {MIN_PASSWORD_LENGTH} characters", field="password"
+        )
+    check_currency(base_currency)
+    repository = IdentityRepository(session)
+    index = blind_index(await keyring.index_key(session), email)
+    if await repository.user_by_email_index(index) is not None:
+        raise Conflict("An account with this email already exists", field="email")
+    cipher = await keyring.cipher(session, SYSTEM_OWNER)
+    user = User(email_index=index, email_enc=b"", name_enc=b"", password_hash=_hasher.hash(password))
+    user.email_enc = cipher.seal_text(email, "users", "email", user.id)
+    user.name_enc = cipher.seal_text(name, "users", "name", user.id)
+    session.add(user)
+    await session.flush()
+    for invitation in await repository.invitations_for(index):
+        session.add(
+            Membership(workspace_id=invitation.workspace_id, user_id=user.id, role=invitation.role)
+        )
+        await session.delete(invitation)
+    await create_workspace(
+        session, keyring, user.id, workspace_name or f"{name}'s household", base_currency
+    )
+    return user
+
+
+async def authenticate(session: AsyncSession, keyring: Keyring, email: str, password: str) -> User:
+    failure = Unauthenticated("Invalid email or password")
+    try:
+        index = blind_index(await keyring.index_key(session), _normalise_email(email))
+    except BadInput:
+        raise failure from None
+    user = await IdentityRepository(session).user_by_email_index(index)
+    try:
+        _hasher.verify(user.password_hash if user and user.password_hash else _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        raise failure from None
+    if user is None:
+        raise failure
+    return user
+
+
+def _hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def start_session(
+    session: AsyncSession, signer: TokenSigner, user_id: uuid.UUID, refresh_days: int
+) -> IssuedSession:
+    """A new login: a new session id, an access JWT and the first refresh token."""
+    auth_session = AuthSession(user_id=user_id)
+    session.add(auth_session)
+    await session.flush()
+    return await _issue(session, signer, auth_session, refresh_days)
+
+
+async def _issue(
+    session: AsyncSession, signer: TokenSigner, auth_session: AuthSession, refresh_days: int
+) -> IssuedSession:
+    refresh = secrets.token_urlsafe(32)
+    lifetime = timedelta(days=refresh_days)
+    session.add(
+        RefreshToken(
+            session_id=auth_session.id,
+            token_hash=_hash_token(refresh),
+            expires_at=utcnow() + lifetime,
+        )
+    )
+    await session.flush()
+    return IssuedSession(
+        session_id=auth_session.id,
+        access_token=signer.issue(auth_session.user_id, auth_session.id),
+        refresh_token=refresh,
+        refresh_expires_in=int(lifetime.total_seconds()),
+    )
+
+
+async def refresh_session(
+    session: AsyncSession, signer: TokenSigner, refresh_token: str, refresh_days: int
+) -> IssuedSession:
+    """Rotate: the presented token is spent; presenting a spent one revokes the session."""
+    repository = IdentityRepository(session)
+    stored = await repository.refresh_token(_hash_token(refresh_token))
+    if stored is None:
+        raise Unauthenticated("Unknown refresh token")
+    auth_session = await repository.auth_session(stored.session_id)
+    if auth_session is None or auth_session.revoked_at is not None:
+        raise Unauthenticated("This session has ended")
+    if stored.used_at is not None:
+        auth_session.revoked_at = utcnow()
+        auth_session.revoked_reason = "refresh_reuse"
+        await session.flush()
+        raise Unauthenticated("Refresh token reuse detected: the session is revoked")
+    if as_utc(stored.expires_at) <= utcnow():
+        raise Unauthenticated("The refresh token has expired")
+    stored.used_at = utcnow()
+    return await _issue(session, signer, auth_session, refresh_days)
+
+
+async def end_session(session: AsyncSession, session_id: uuid.UUID, reason: str = "logout") -> None:
+    auth_session = await IdentityRepository(session).auth_session(session_id)
+    if auth_session is not None and auth_session.revoked_at is None:
+        auth_session.revoked_at = utcnow()
+        auth_session.revoked_reason = reason
+        await session.flush()
+
+
+async def end_all_sessions(session: AsyncSession, user_id: uuid.UUID) -> int:
+    live = await IdentityRepository(session).live_sessions_of_user(user_id)
+    for auth_session in live:
+        auth_session.revoked_at = utcnow()
+        auth_session.revoked_reason = "logout_everywhere"
+    await session.flush()
+    return len(live)
+
+
+async def resolve_access(session: AsyncSession, signer: TokenSigner, token: str) -> AuthSession:
+    """The live session behind an access token (a revoked session refuses its tokens)."""
+    claims = signer.verify(token)
+    auth_session = await IdentityRepository(session).auth_session(claims.session_id)
+    if (
+        auth_session is None
+        or auth_session.revoked_at is not None
+        or auth_session.user_id != claims.user_id
+    ):
+        raise Unauthenticated("This session has ended")
+    return auth_session
+
+
+async def create_workspace(
+    session: AsyncSession, keyring: Keyring, user_id: uuid.UUID, name: str, base_currency: str
+) -> Workspace:
+    name = name.strip()
+    if not name or len(name) > 120:
+        raise BadInput("A workspace name of 1 to 120 characters is required", field="name")
+    check_currency(base_currency)
+    workspace = Workspace(name_enc=b"", base_currency=base_currency)
+    session.add(workspace)
+    await session.flush()
+    cipher = await keyring.create_owner_key(session, workspace.id)
+    workspace.name_enc = cipher.seal_text(name, "workspaces", "name", workspace.id)
+    session.add(Membership(workspace_id=workspace.id, user_id=user_id, role=Role.OWNER.value))
+    await session.flush()
+    tenant = Tenant(workspace.id, base_currency, cipher, user_id, Role.OWNER.value)
+    await categories.create_defaults(session, tenant)
+    return workspace
+
+
+async def workspace_name(session: AsyncSession, keyring: Keyring, workspace: Workspace) -> str:
+    cipher = await keyring.cipher(session, workspace.id)
+    return cipher.open_text(workspace.name_enc, "workspaces", "name", workspace.id)
+
+
+async def open_tenant(
+    session: AsyncSession, keyring: Keyring, user_id: uuid.UUID, workspace_id: uuid.UUID
+) -> Tenant:
+    """The caller's view of a workspace; unknown and foreign workspaces look the same."""
+    repository = IdentityRepository(session)
+    membership = await repository.membership(workspace_id, user_id)
+    workspace = await repository.workspace(workspace_id) if membership else None
+    if membership is None or workspace is None:
+        raise NotFound("Workspace not found")
+    cipher = await keyring.cipher(session, workspace_id)
+    return Tenant(workspace_id, workspace.base_currency, cipher, user_id, membership.role)
+
+
+async def default_workspace_id(session: AsyncSession, user_id: uuid.UUID) -> uuid.UUID | None:
+    memberships = await IdentityRepository(session).memberships_of_user(user_id)
+    return memberships[0][0].workspace_id if memberships else None
+
+
+async def invite_member(
+    session: AsyncSession, keyring: Keyring, tenant: Tenant, email: str, role: str
+) -> Membership | Invitation:
+    """Owners add a member: at once if the email has an account, else on registration."""
+    tenant.require_owner()
+    chosen = _role(role)
+    repository = IdentityRepository(session)
+    index = blind_index(await keyring.index_key(session), _normalise_email(email))
+    user = await repository.user_by_email_index(index)
+    if user is None:
+        if await repository.invitation(tenant.workspace_id, index) is not None:
+            raise Conflict("This email is already invited", field="email")
+        invitation = Invitation(
+            workspace_id=tenant.workspace_id,
+            email_index=index,
+            role=chosen.value,
+            invited_by=tenant.user_id,
+        )
+        session.add(invitation)
+        await session.flush()
+        return invitation
+    if await repository.membership(tenant.workspace_id, user.id) is not None:
+        raise Conflict("This person is already a member", field="email")
+    membership = Membership(workspace_id=tenant.workspace_id, user_id=user.id, role=chosen.value)
+    session.add(membership)
+    await session.flush()
+    return membership

@@ -1,0 +1,51 @@
+"""The GraphQL schema: one module per domain context, merged here."""
+
+from __future__ import annotations
+
+import strawberry
+from graphql import GraphQLError
+from strawberry import relay
+from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.tools import merge_types
+from strawberry.types import ExecutionContext
+
+from domain.core.errors import DomainError
+
+from schema.errors import ErrorCodes, WriteIntent
+from schema.identity.api import IdentityMutation, IdentityQuery
+from schema.ledger.queries import LedgerQuery
+from schema.ledger.mutations import LedgerMutation
+
+
+@strawberry.type
+class NodeQuery:
+    node: relay.Node = relay.node()
+
+
+Query = merge_types("Query", (IdentityQuery, LedgerQuery, NodeQuery))
+Mutation = merge_types("Mutation", (IdentityMutation, LedgerMutation))
+
+class WealthWiseSchema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        """Log only unexpected errors: a client's bad input is not a server problem."""
+        unexpected = [
+            error for error in errors
+            if error.original_error is not None
+            and not isinstance(error.original_error, (DomainError, GraphQLError))
+        ]
+        super().process_errors(unexpected, execution_context)
+
+
+schema = WealthWiseSchema(
+    query=Query,
+    mutation=Mutation,
+    extensions=[
+        WriteIntent,
+        ErrorCodes,
+        QueryDepthLimiter(max_depth=12),
+        MaxTokensLimiter(max_token_count=5_000),
+        MaxAliasesLimiter(max_alias_count=30),
+    ],
+)

@@ -1,0 +1,81 @@
+"""Shared GraphQL types and permission classes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+import strawberry
+from strawberry.permission import BasePermission
+
+from domain.core.money import Money as DomainMoney
+from domain.ledger.reports import Period
+
+
+@strawberry.type(description="An exact amount: a decimal string in the currency's own precision.")
+class Money:
+    amount: Decimal
+    currency: str
+
+    @classmethod
+    def of(cls, money: DomainMoney) -> Money:
+        return cls(amount=money.amount, currency=money.currency)
+
+
+@strawberry.input(description="A closed date range, both ends included.")
+class PeriodInput:
+    start: dt.date
+    end: dt.date
+
+    def to_domain(self) -> Period:
+        return Period(self.start, self.end)
+
+
+@strawberry.type
+class PeriodRange:
+    start: dt.date
+    end: dt.date
+
+
+class IsAuthenticated(BasePermission):
+    message = "Sign in first"
+    error_extensions = {"code": "UNAUTHENTICATED"}
+
+    async def has_permission(self, source: Any, info: Any, **kwargs: Any) -> bool:
+        from domain.core.errors import Unauthenticated
+
+        try:
+            await info.context.auth()
+        except Unauthenticated:
+            return False
+        return True
+
+
+class CanRead(BasePermission):
+    """A member of the current workspace, any role."""
+
+    message = "Sign in first"
+    error_extensions = {"code": "UNAUTHENTICATED"}
+
+    async def has_permission(self, source: Any, info: Any, **kwargs: Any) -> bool:
+        await info.context.tenant()  # raises UNAUTHENTICATED / NOT_FOUND with its own code
+        return True
+
+
+class CanWrite(BasePermission):
+    """Owners and members; viewers are read-only."""
+
+    message = "Your role in this workspace is read-only"
+    error_extensions = {"code": "FORBIDDEN"}
+
+    async def has_permission(self, source: Any, info: Any, **kwargs: Any) -> bool:
+        return bool((await info.context.tenant()).can_write)
+
+
+class IsOwner(BasePermission):
+    message = "Only a workspace owner can do this"
+    error_extensions = {"code": "FORBIDDEN"}
+
+    async def has_permission(self, source: Any, info: Any, **kwargs: Any) -> bool:
+        return (await info.context.tenant()).role == "owner"

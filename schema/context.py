@@ -1,0 +1,131 @@
+"""The per-request context: one database session (serialised), the caller, the tenant."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from starlette.requests import HTTPConnection
+from starlette.responses import Response
+from strawberry.types import Info as StrawberryInfo
+
+from domain.core.db import session_for
+from domain.core.errors import NotFound, Unauthenticated
+from domain.core.keys import Keyring
+from domain.core.settings import Settings
+from domain.core.tenancy import Tenant
+from domain.identity import service as identity
+from domain.identity.models import AuthSession
+from domain.identity.tokens import TokenSigner
+
+if TYPE_CHECKING:
+    from schema.ledger.loaders import LedgerLoaders
+
+ACCESS_COOKIE = "ww_access"
+REFRESH_COOKIE = "ww_refresh"
+WORKSPACE_HEADER = "x-workspace-id"
+
+
+@dataclass
+class AppServices:
+    """What every request shares; built once in the app's lifespan."""
+
+    settings: Settings
+    engine: AsyncEngine
+    keyring: Keyring
+    signer: TokenSigner
+    cursor_key: bytes
+
+
+def cookie_name(request: HTTPConnection, name: str) -> str:
+    return f"__Host-{name}" if request.url.scheme in ("https", "wss") else name
+
+
+@dataclass
+class RequestContext:
+    request: HTTPConnection
+    response: Response | None
+    services: AppServices
+    write: bool = False
+    _session: AsyncSession | None = None
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _auth: AuthSession | None = None
+    _tenant: Tenant | None = None
+    _loaders: LedgerLoaders | None = None
+
+    @asynccontextmanager
+    async def db(self) -> AsyncIterator[AsyncSession]:
+        """The request's session, one user at a time (sibling resolvers run concurrently)."""
+        async with self._lock:
+            if self._session is None:
+                self._session = session_for(self.services.engine, write=self.write)
+            yield self._session
+
+    async def finish(self, *, commit: bool) -> None:
+        session, self._session = self._session, None
+        if session is None:
+            return
+        try:
+            if commit:
+                await session.commit()
+            else:
+                await session.rollback()
+        finally:
+            await session.close()
+
+    def access_token(self) -> str | None:
+        header = self.request.headers.get("authorization", "")
+        if header.lower().startswith("bearer "):
+            return header[7:].strip() or None
+        return self.request.cookies.get(cookie_name(self.request, ACCESS_COOKIE))
+
+    async def auth(self) -> AuthSession:
+        if self._auth is None:
+            token = self.access_token()
+            if token is None:
+                raise Unauthenticated("Sign in first")
+            async with self.db() as session:
+                self._auth = await identity.resolve_access(session, self.services.signer, token)
+        return self._auth
+
+    async def user_id(self) -> uuid.UUID:
+        return (await self.auth()).user_id
+
+    async def tenant(self) -> Tenant:
+        if self._tenant is None:
+            user_id = await self.user_id()
+            async with self.db() as session:
+                chosen = self.request.headers.get(WORKSPACE_HEADER)
+                workspace_id = (
+                    _parse_workspace(chosen)
+                    if chosen
+                    else await identity.default_workspace_id(session, user_id)
+                )
+                if workspace_id is None:
+                    raise NotFound("You belong to no workspace yet")
+                self._tenant = await identity.open_tenant(
+                    session, self.services.keyring, user_id, workspace_id
+                )
+        return self._tenant
+
+    @property
+    def loaders(self) -> LedgerLoaders:
+        if self._loaders is None:
+            from schema.ledger.loaders import LedgerLoaders
+
+            self._loaders = LedgerLoaders(self)
+        return self._loaders
+
+
+def _parse_workspace(value: str) -> uuid.UUID:
+    from schema.ids import decode_id
+
+    return decode_id(value, "Workspace")
+
+
+Info = StrawberryInfo[RequestContext, Any]

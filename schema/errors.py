@@ -1,0 +1,77 @@
+"""Errors out of the API: domain errors keep their code; anything unexpected is masked."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import structlog
+from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
+
+from domain.core.errors import DomainError
+
+log = structlog.get_logger(__name__)
+
+
+def _coded(error: GraphQLError, code: str, **extra: str) -> GraphQLError:
+    return GraphQLError(
+        message=error.message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        extensions={**(error.extensions or {}), "code": code, **extra},
+    )
+
+
+def classify(error: GraphQLError) -> GraphQLError:
+    original = error.original_error
+    if isinstance(original, DomainError):
+        return GraphQLError(
+            message=original.message,
+            nodes=error.nodes,
+            source=error.source,
+            positions=error.positions,
+            path=error.path,
+            extensions=original.extensions(),
+        )
+    if original is None or isinstance(original, GraphQLError):
+        if error.extensions and "code" in error.extensions:
+            return error
+        if error.path is None:
+            if error.message.startswith("Syntax Error"):
+                return _coded(error, "GRAPHQL_PARSE_FAILED")
+            if error.message.startswith(("Variable", "Expected value of type")):
+                return _coded(error, "BAD_USER_INPUT")
+            return _coded(error, "GRAPHQL_VALIDATION_FAILED")
+        return _coded(error, "BAD_USER_INPUT")
+    if isinstance(original, (ValueError, TypeError)) and error.path is None:
+        return _coded(error, "BAD_USER_INPUT")
+    log.error("unexpected_error", path=error.path, exc_info=original)
+    return GraphQLError(
+        message="Internal server error",
+        nodes=error.nodes,
+        path=error.path,
+        extensions={"code": "INTERNAL_SERVER_ERROR"},
+    )
+
+
+class ErrorCodes(SchemaExtension):
+    """Every error gets `extensions.code`; stack traces and SQL never leave the server."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        if result is not None and getattr(result, "errors", None):
+            result.errors = [classify(error) for error in result.errors]
+
+
+class WriteIntent(SchemaExtension):
+    """Mutations open a write session (SQLite: BEGIN IMMEDIATE) before any resolver runs."""
+
+    def on_execute(self) -> Iterator[None]:
+        context = self.execution_context.context
+        operation = self.execution_context.operation_type
+        if hasattr(context, "write") and operation is not None:
+            context.write = operation.value == "mutation"
+        yield
