@@ -44,8 +44,8 @@ schema = WealthWiseSchema(
     extensions=[
         WriteIntent,
         ErrorCodes,
-        QueryDepthLimiter(max_depth=12),
-        MaxTokensLimiter(max_token_count=5_000),
-        MaxAliasesLimiter(max_alias_count=30),
+        lambda: QueryDepthLimiter(max_depth=12),
+        lambda: MaxTokensLimiter(max_token_count=5_000),
+        lambda: MaxAliasesLimiter(max_alias_count=30),
     ],
 )

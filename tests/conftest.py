@@ -1,0 +1,82 @@
+"""Shared fixtures: every database test runs on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from hypothesis import settings as hypothesis_settings
+
+from api.app import build_services, create_app
+from domain.core.settings import Settings
+from schema.context import AppServices
+from tests import services as test_services
+from tests.graphql import Client
+
+hypothesis_settings.register_profile("ci", deadline=None, print_blob=True)
+hypothesis_settings.load_profile("ci")
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """A migrated database per backend, shared by the session (tests use fresh workspaces)."""
+    data_dir = tmp_path_factory.mktemp(f"data-{request.param}")
+    if request.param == "sqlite":
+        settings = test_services.test_settings(data_dir, None)
+        test_services.migrate(settings)
+        yield settings
+        return
+    try:
+        url = test_services.create_postgres_database()
+    except OSError as error:
+        test_services.unavailable("PostgreSQL", error)
+    settings = test_services.test_settings(data_dir, url)
+    try:
+        test_services.migrate(settings)
+        yield settings
+    finally:
+        test_services.drop_postgres_database(url)
+
+
+@pytest.fixture
+def backend(database: Settings) -> str:
+    return "sqlite" if database.is_sqlite else "postgresql"
+
+
+@pytest.fixture
+async def services(database: Settings) -> AsyncIterator[AppServices]:
+    built = build_services(database)
+    yield built
+    await built.engine.dispose()
+
+
+@pytest.fixture
+def app_settings(database: Settings) -> Settings:
+    return database
+
+
+@pytest.fixture
+async def make_client(services: AppServices) -> AsyncIterator[object]:
+    """A factory of API clients, each with its own cookie jar (one per person)."""
+    app = create_app(services.settings, services)
+    opened: list[httpx.AsyncClient] = []
+
+    def make() -> Client:
+        http = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="https://wealthwise.test"
+        )
+        opened.append(http)
+        return Client(http)
+
+    yield make
+    for http in opened:
+        await http.aclose()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path

@@ -1,0 +1,91 @@
+"""Test databases: a migrated SQLite file and a migrated scratch PostgreSQL database.
+
+With WEALTHWISE_REQUIRE_SERVICES=1 (CI), a missing PostgreSQL or Redis fails the run
+instead of skipping the tests that need it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import uuid
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from domain.core.db import create_engine, unit_of_work
+from domain.core.keys import Keyring
+from domain.core.migrate import upgrade
+from domain.core.settings import Settings
+
+POSTGRES_ADMIN = os.environ.get(
+    "WEALTHWISE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_URL = os.environ.get("WEALTHWISE_TEST_REDIS", "redis://127.0.0.1:6379/15")
+TEST_KEK = base64.b64encode(b"k" * 32).decode()
+TEST_JWT_SECRET = "test-jwt-secret-0123456789abcdef"
+
+
+def services_required() -> bool:
+    return os.environ.get("WEALTHWISE_REQUIRE_SERVICES", "") not in ("", "0", "false")
+
+
+def unavailable(what: str, error: BaseException) -> None:
+    message = f"{what} is not reachable: {type(error).__name__}: {error}"
+    if services_required():
+        pytest.fail(f"{message} (WEALTHWISE_REQUIRE_SERVICES is set)", pytrace=False)
+    pytest.skip(message)
+
+
+def test_settings(data_dir: Path, database_url: str | None) -> Settings:
+    return Settings(
+        environment="test",
+        data_dir=data_dir,
+        database_url=database_url,
+        kek=TEST_KEK,  # type: ignore[arg-type]
+        jwt_secret=TEST_JWT_SECRET,  # type: ignore[arg-type]
+        log_level="WARNING",
+    )
+
+
+async def _ensure_keys(settings: Settings) -> None:
+    engine = create_engine(settings)
+    async with unit_of_work(engine) as session:
+        await Keyring.from_settings(settings).ensure_system_keys(session)
+    await engine.dispose()
+
+
+def migrate(settings: Settings) -> None:
+    upgrade(settings)
+    asyncio.run(_ensure_keys(settings))
+
+
+def create_postgres_database() -> str:
+    """A scratch database; returns its SQLAlchemy URL."""
+    name = f"wealthwise_test_{uuid.uuid4().hex[:12]}"
+
+    async def create() -> None:
+        connection = await asyncpg.connect(POSTGRES_ADMIN, timeout=5)
+        try:
+            await connection.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await connection.close()
+
+    asyncio.run(create())
+    base = POSTGRES_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    return f"{base}/{name}"
+
+
+def drop_postgres_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+
+    async def drop() -> None:
+        connection = await asyncpg.connect(POSTGRES_ADMIN, timeout=5)
+        try:
+            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await connection.close()
+
+    asyncio.run(drop())
