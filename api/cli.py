@@ -68,5 +68,16 @@ def demo_serve(host: str | None = None, port: int | None = None) -> None:
     _serve(settings, host, port, 1)
 
 
+@app.command("export-schema")
+def export_schema(path: str = "schema.graphql") -> None:
+    """Write the GraphQL schema (SDL) to schema.graphql; a test fails when it drifts."""
+    from pathlib import Path
+
+    from schema import schema
+
+    Path(path).write_text(schema.as_str() + "\n")
+    typer.echo(f"wrote {path}")
+
+
 def main() -> None:
     app()

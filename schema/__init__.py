@@ -19,7 +19,7 @@ from schema.ledger.mutations import LedgerMutation
 
 @strawberry.type
 class NodeQuery:
-    node: relay.Node = relay.node()
+    node: relay.Node | None = relay.node(description="Any object by its global id; null when unknown or not yours.")
 
 
 Query = merge_types("Query", (IdentityQuery, LedgerQuery, NodeQuery))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -14,7 +14,7 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from strawberry.types import Info as StrawberryInfo
 
-from domain.core.db import session_for
+from domain.core.db import session_for, unit_of_work
 from domain.core.errors import NotFound, Unauthenticated
 from domain.core.keys import Keyring
 from domain.core.settings import Settings
@@ -57,6 +57,7 @@ class RequestContext:
     _auth: AuthSession | None = None
     _tenant: Tenant | None = None
     _loaders: LedgerLoaders | None = None
+    _durable: list[Callable[[AsyncSession], Awaitable[object]]] = field(default_factory=list)
 
     @asynccontextmanager
     async def db(self) -> AsyncIterator[AsyncSession]:
@@ -66,17 +67,25 @@ class RequestContext:
                 self._session = session_for(self.services.engine, write=self.write)
             yield self._session
 
+    def persist_despite_failure(self, action: Callable[[AsyncSession], Awaitable[object]]) -> None:
+        """Run `action` in a transaction of its own after the request ends, even on error
+        (security state such as a revoked session must survive the request's rollback)."""
+        self._durable.append(action)
+
     async def finish(self, *, commit: bool) -> None:
         session, self._session = self._session, None
-        if session is None:
-            return
-        try:
-            if commit:
-                await session.commit()
-            else:
-                await session.rollback()
-        finally:
-            await session.close()
+        if session is not None:
+            try:
+                if commit:
+                    await session.commit()
+                else:
+                    await session.rollback()
+            finally:
+                await session.close()
+        durable, self._durable = self._durable, []
+        for action in durable:
+            async with unit_of_work(self.services.engine) as own:
+                await action(own)
 
     def access_token(self) -> str | None:
         header = self.request.headers.get("authorization", "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import structlog
@@ -11,6 +12,8 @@ from strawberry.extensions import SchemaExtension
 from domain.core.errors import DomainError
 
 log = structlog.get_logger(__name__)
+# graphql-core's wording for a value that does not fit its type (input, not query shape).
+_VALUE_ERROR = re.compile(r"^Variable|^Expected value of type|cannot represent|got invalid value")
 
 
 def _coded(error: GraphQLError, code: str, **extra: str) -> GraphQLError:
@@ -41,7 +44,7 @@ def classify(error: GraphQLError) -> GraphQLError:
         if error.path is None:
             if error.message.startswith("Syntax Error"):
                 return _coded(error, "GRAPHQL_PARSE_FAILED")
-            if error.message.startswith(("Variable", "Expected value of type")):
+            if _VALUE_ERROR.search(error.message):
                 return _coded(error, "BAD_USER_INPUT")
             return _coded(error, "GRAPHQL_VALIDATION_FAILED")
         return _coded(error, "BAD_USER_INPUT")

@@ -80,3 +80,23 @@ async def make_client(services: AppServices) -> AsyncIterator[object]:
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+@pytest.fixture(params=BACKENDS)
+def fresh_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
+    """A database of the test's own (for tests that need fixed emails or raw inspection)."""
+    if request.param == "sqlite":
+        settings = test_services.test_settings(tmp_path, None)
+        test_services.migrate(settings)
+        yield settings
+        return
+    try:
+        url = test_services.create_postgres_database()
+    except OSError as error:
+        test_services.unavailable("PostgreSQL", error)
+    settings = test_services.test_settings(tmp_path, url)
+    try:
+        test_services.migrate(settings)
+        yield settings
+    finally:
+        test_services.drop_postgres_database(url)

@@ -39,6 +39,14 @@ _DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
 MIN_PASSWORD_LENGTH = 10
 
 
+class RefreshTokenReused(Unauthenticated):
+    """A spent refresh token came back: someone holds a copy. Revoke its session."""
+
+    def __init__(self, session_id: uuid.UUID) -> None:
+        super().__init__("Refresh token reuse detected: the session is revoked")
+        self.session_id = session_id
+
+
 @dataclass(frozen=True)
 class Profile:
     id: uuid.UUID
@@ -181,10 +189,8 @@ async def refresh_session(
     if auth_session is None or auth_session.revoked_at is not None:
         raise Unauthenticated("This session has ended")
     if stored.used_at is not None:
-        auth_session.revoked_at = utcnow()
-        auth_session.revoked_reason = "refresh_reuse"
-        await session.flush()
-        raise Unauthenticated("Refresh token reuse detected: the session is revoked")
+        # The caller must revoke the session in a transaction that survives this error.
+        raise RefreshTokenReused(auth_session.id)
     if as_utc(stored.expires_at) <= utcnow():
         raise Unauthenticated("The refresh token has expired")
     stored.used_at = utcnow()

@@ -132,9 +132,16 @@ class IdentityMutation:
         if not token:
             raise Unauthenticated("No refresh token")
         async with context.db() as session:
-            issued = await identity.refresh_session(
-                session, services.signer, token, services.settings.refresh_token_days
-            )
+            try:
+                issued = await identity.refresh_session(
+                    session, services.signer, token, services.settings.refresh_token_days
+                )
+            except identity.RefreshTokenReused as reuse:
+                reused = reuse.session_id
+                context.persist_despite_failure(
+                    lambda own: identity.end_session(own, reused, reason="refresh_reuse")
+                )
+                raise
             auth = await IdentityRepository(session).auth_session(issued.session_id)
             assert auth is not None
         _set_cookies(context, issued)
