@@ -81,9 +81,7 @@ def create_app(settings: Settings | None = None, services: AppServices | None = 
         Route("/health/ready", ready),
         Mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web"),
     ]
-    return Starlette(
-        routes=routes, lifespan=lifespan, middleware=[Middleware(RequestIdMiddleware)]
-    )
+    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(RequestIdMiddleware)])
 
 
 async def _redis_check(url: str) -> str:

@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from graphql import ExecutionResult
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
+from strawberry.types.execution import ExecutionResult
 from strawberry.types.unset import UNSET
 
 from schema.context import AppServices, RequestContext
@@ -51,7 +51,7 @@ class WealthWiseGraphQL(GraphQL[RequestContext, None]):
                 await context.finish(commit=False)
 
     async def process_result(
-        self, request: Request | WebSocket, result: ExecutionResult
+        self, request: Request, result: ExecutionResult
     ) -> GraphQLHTTPResponse:
         context: RequestContext | None = getattr(request.state, "wealthwise_context", None)
         if context is not None:
@@ -77,6 +77,7 @@ class WealthWiseGraphQL(GraphQL[RequestContext, None]):
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
         examples = EXAMPLES.read_text()
         html = self.graphql_ide_html.replace(
-            "const EXAMPLE_QUERY = `", "const EXAMPLE_QUERY = `" + examples.replace("`", "\\`") + "\n"
+            "const EXAMPLE_QUERY = `",
+            "const EXAMPLE_QUERY = `" + examples.replace("`", "\\`") + "\n",
         )
         return HTMLResponse(html)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any, Literal
 
 from alembic import context
 from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
+from sqlmodel.sql.sqltypes import AutoString
 
 import domain.core.models
 import domain.identity.models
@@ -17,12 +19,20 @@ from domain.core.settings import Settings
 target_metadata = SQLModel.metadata
 
 
+def _render_item(kind: str, item: Any, _autogen_context: Any) -> str | Literal[False]:
+    """Render SQLModel's AutoString as plain sa.String, so migrations need no sqlmodel."""
+    if kind == "type" and isinstance(item, AutoString):
+        return f"sa.String(length={item.length})" if item.length else "sa.String()"
+    return False
+
+
 def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        render_item=_render_item,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -10,20 +10,22 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from domain.core.errors import DomainError
-
 from schema.errors import ErrorCodes, WriteIntent
 from schema.identity.api import IdentityMutation, IdentityQuery
-from schema.ledger.queries import LedgerQuery
 from schema.ledger.mutations import LedgerMutation
+from schema.ledger.queries import LedgerQuery
 
 
 @strawberry.type
 class NodeQuery:
-    node: relay.Node | None = relay.node(description="Any object by its global id; null when unknown or not yours.")
+    node: relay.Node | None = relay.node(
+        description="Any object by its global id; null when unknown or not yours."
+    )
 
 
 Query = merge_types("Query", (IdentityQuery, LedgerQuery, NodeQuery))
 Mutation = merge_types("Mutation", (IdentityMutation, LedgerMutation))
+
 
 class WealthWiseSchema(strawberry.Schema):
     def process_errors(
@@ -31,7 +33,8 @@ class WealthWiseSchema(strawberry.Schema):
     ) -> None:
         """Log only unexpected errors: a client's bad input is not a server problem."""
         unexpected = [
-            error for error in errors
+            error
+            for error in errors
             if error.original_error is not None
             and not isinstance(error.original_error, (DomainError, GraphQLError))
         ]

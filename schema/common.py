@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 import strawberry
 from strawberry.permission import BasePermission
@@ -38,9 +38,18 @@ class PeriodRange:
     end: dt.date
 
 
-class IsAuthenticated(BasePermission):
+class CodedPermission(BasePermission):
+    """A permission whose refusal carries `extensions.code`."""
+
+    code: ClassVar[str] = "FORBIDDEN"
+
+    def __init__(self) -> None:
+        self.error_extensions = {"code": self.code}
+
+
+class IsAuthenticated(CodedPermission):
     message = "Sign in first"
-    error_extensions = {"code": "UNAUTHENTICATED"}
+    code = "UNAUTHENTICATED"
 
     async def has_permission(self, source: Any, info: Any, **kwargs: Any) -> bool:
         from domain.core.errors import Unauthenticated
@@ -52,30 +61,30 @@ class IsAuthenticated(BasePermission):
         return True
 
 
-class CanRead(BasePermission):
+class CanRead(CodedPermission):
     """A member of the current workspace, any role."""
 
     message = "Sign in first"
-    error_extensions = {"code": "UNAUTHENTICATED"}
+    code = "UNAUTHENTICATED"
 
     async def has_permission(self, source: Any, info: Any, **kwargs: Any) -> bool:
         await info.context.tenant()  # raises UNAUTHENTICATED / NOT_FOUND with its own code
         return True
 
 
-class CanWrite(BasePermission):
+class CanWrite(CodedPermission):
     """Owners and members; viewers are read-only."""
 
     message = "Your role in this workspace is read-only"
-    error_extensions = {"code": "FORBIDDEN"}
+    code = "FORBIDDEN"
 
     async def has_permission(self, source: Any, info: Any, **kwargs: Any) -> bool:
         return bool((await info.context.tenant()).can_write)
 
 
-class IsOwner(BasePermission):
+class IsOwner(CodedPermission):
     message = "Only a workspace owner can do this"
-    error_extensions = {"code": "FORBIDDEN"}
+    code = "FORBIDDEN"
 
     async def has_permission(self, source: Any, info: Any, **kwargs: Any) -> bool:
         return (await info.context.tenant()).role == "owner"

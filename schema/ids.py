@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 from strawberry import relay
 
@@ -29,5 +30,7 @@ def decode_id(value: str, type_name: str, *, field: str = "id") -> uuid.UUID:
     return node_id
 
 
-def decode_ids(values: list[str] | None, type_name: str, *, field: str) -> tuple[uuid.UUID, ...]:
+def decode_ids(
+    values: Sequence[str] | None, type_name: str, *, field: str
+) -> tuple[uuid.UUID, ...]:
     return tuple(decode_id(value, type_name, field=field) for value in values or [])

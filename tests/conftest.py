@@ -22,7 +22,9 @@ BACKENDS = ["sqlite", "postgresql"]
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
-def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+def database(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Settings]:
     """A migrated database per backend, shared by the session (tests use fresh workspaces)."""
     data_dir = tmp_path_factory.mktemp(f"data-{request.param}")
     if request.param == "sqlite":

@@ -67,13 +67,24 @@ async def register(client: Client, *, name: str = "Asha", currency: str = "INR")
 
 
 async def create_account(
-    client: Client, *, name: str = "HDFC", currency: str = "INR", opening: str = "0",
-    kind: str = "CHECKING", number: str | None = None,
+    client: Client,
+    *,
+    name: str = "HDFC",
+    currency: str = "INR",
+    opening: str = "0",
+    kind: str = "CHECKING",
+    number: str | None = None,
 ) -> str:
     data = await client.ok(
         """mutation($i: CreateAccountInput!) { createAccount(input: $i) { id } }""",
-        i={"name": name, "kind": kind, "currency": currency, "openingBalance": opening,
-           "openingDate": "2024-01-01", "number": number},
+        i={
+            "name": name,
+            "kind": kind,
+            "currency": currency,
+            "openingBalance": opening,
+            "openingDate": "2024-01-01",
+            "number": number,
+        },
     )
     return str(data["createAccount"]["id"])
 
@@ -90,13 +101,25 @@ mutation($i: TransactionInput!, $k: String!) {
 
 
 async def post(
-    client: Client, account: str, category: str, amount: str, date: str = "2025-03-10",
-    payee: str | None = "Shop", key: str | None = None, **extra: Any,
+    client: Client,
+    account: str,
+    category: str,
+    amount: str,
+    date: str = "2025-03-10",
+    payee: str | None = "Shop",
+    key: str | None = None,
+    **extra: Any,
 ) -> str:
     data = await client.ok(
         POST,
-        i={"accountId": account, "categoryId": category, "amount": amount, "date": date,
-           "payee": payee, **extra},
+        i={
+            "accountId": account,
+            "categoryId": category,
+            "amount": amount,
+            "date": date,
+            "payee": payee,
+            **extra,
+        },
         k=key or uuid.uuid4().hex,
     )
     return str(data["postTransaction"]["id"])

@@ -21,8 +21,13 @@ def test_every_mutation_that_moves_money_takes_an_idempotency_key() -> None:
     mutation = schema._schema.get_type("Mutation")
     assert isinstance(mutation, GraphQLObjectType)
     moving = {
-        "postTransaction", "transfer", "postJournalEntry", "editTransaction", "editTransfer",
-        "editJournalEntry", "deleteTransaction",
+        "postTransaction",
+        "transfer",
+        "postJournalEntry",
+        "editTransaction",
+        "editTransfer",
+        "editJournalEntry",
+        "deleteTransaction",
     }
     for name in moving:
         argument = mutation.fields[name].args["idempotencyKey"]

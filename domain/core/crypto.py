@@ -88,9 +88,7 @@ class FieldCipher:
         start = _HEADER.size
         nonce, sealed = blob[start : start + _NONCE_BYTES], blob[start + _NONCE_BYTES :]
         try:
-            return self.keys[key_id].decrypt(
-                nonce, sealed, _aad(table, column, row_id, self.owner)
-            )
+            return self.keys[key_id].decrypt(nonce, sealed, _aad(table, column, row_id, self.owner))
         except Exception as exc:
             raise DecryptionError(f"{table}.{column} of {row_id} does not open") from exc
 

@@ -77,7 +77,7 @@ async def unit_of_work(engine: AsyncEngine, *, write: bool = True) -> AsyncItera
 
 def dialect_insert(session: AsyncSession) -> Any:
     """The dialect's INSERT (both have `on_conflict_do_nothing`)."""
-    if session.bind.dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
         return pg_insert

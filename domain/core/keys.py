@@ -43,9 +43,7 @@ class Keyring:
         rows = await self._keys(session, owner, FIELDS)
         if not rows:
             raise LookupError(f"No data key for owner {owner}")
-        keys = {
-            row.key_id: AESGCM(self.kek.unwrap(row.wrapped, owner, row.key_id)) for row in rows
-        }
+        keys = {row.key_id: AESGCM(self.kek.unwrap(row.wrapped, owner, row.key_id)) for row in rows}
         active = max(row.key_id for row in rows if row.retired_at is None)
         cipher = FieldCipher(owner=owner, active_key_id=active, keys=keys)
         self._ciphers[owner] = cipher

@@ -110,7 +110,9 @@ async def register(
     if await repository.user_by_email_index(index) is not None:
         raise Conflict("An account with this email already exists", field="email")
     cipher = await keyring.cipher(session, SYSTEM_OWNER)
-    user = User(email_index=index, email_enc=b"", name_enc=b"", password_hash=_hasher.hash(password))
+    user = User(
+        email_index=index, email_enc=b"", name_enc=b"", password_hash=_hasher.hash(password)
+    )
     user.email_enc = cipher.seal_text(email, "users", "email", user.id)
     user.name_enc = cipher.seal_text(name, "users", "name", user.id)
     session.add(user)

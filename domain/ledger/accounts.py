@@ -92,7 +92,9 @@ async def create_account(
     )
     cipher = tenant.cipher
     account.name_enc = cipher.seal_text(_name(name), TABLE, "name", account.id)
-    account.opening_balance_enc = cipher.seal_int(opening.minor, TABLE, "opening_balance", account.id)
+    account.opening_balance_enc = cipher.seal_int(
+        opening.minor, TABLE, "opening_balance", account.id
+    )
     account.number_enc = cipher.seal_optional(number, TABLE, "number", account.id)
     account.institution_enc = cipher.seal_optional(institution, TABLE, "institution", account.id)
     session.add(account)
@@ -136,7 +138,11 @@ async def update_account(
 
 
 async def balances(
-    session: AsyncSession, tenant: Tenant, accounts: list[Account], *, as_of_month: int | None = None
+    session: AsyncSession,
+    tenant: Tenant,
+    accounts: list[Account],
+    *,
+    as_of_month: int | None = None,
 ) -> dict[uuid.UUID, Money]:
     """Each account's balance at the end of `as_of_month` (default: everything posted)."""
     sums: dict[uuid.UUID, int] = defaultdict(int)

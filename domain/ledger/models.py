@@ -3,9 +3,9 @@ currencies and kinds stay in the clear so the database can filter and order by t
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import uuid
-import datetime as dt
 
 from sqlalchemy import Index, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel

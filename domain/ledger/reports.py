@@ -170,20 +170,21 @@ async def _scan(
     with_payee: bool,
 ) -> list[Amount]:
     repository = LedgerRepository(session, tenant.workspace_id)
-    postings = await repository.postings_between(start, end, category_ids=category_ids)
+    rows = await repository.posting_amounts_between(start, end, category_ids, with_payee=with_payee)
     cipher = tenant.cipher
     payees: dict[uuid.UUID, str | None] = {}
-    if with_payee:
-        rows = await repository.transactions_by_ids({p.transaction_id for p in postings})
-        payees = {
-            row.id: cipher.open_optional(row.payee_enc, TX_TABLE, "payee", row.id) for row in rows
-        }
     sums: dict[tuple[uuid.UUID, int, str, str | None], list[int]] = defaultdict(lambda: [0, 0])
-    for posting in postings:
-        assert posting.category_id is not None
-        payee = payees.get(posting.transaction_id) if with_payee else None
-        key = (posting.category_id, totals.month_of(posting.date), posting.currency, payee)
-        sums[key][0] += cipher.open_int(posting.amount_enc, POSTING_TABLE, "amount", posting.id)
+    for row in rows:
+        payee = None
+        if with_payee:
+            transaction_id = row[5]
+            if transaction_id not in payees:
+                payees[transaction_id] = cipher.open_optional(
+                    row[6], TX_TABLE, "payee", transaction_id
+                )
+            payee = payees[transaction_id]
+        key = (row[1], totals.month_of(row[2]), row[3], payee)
+        sums[key][0] += cipher.open_int(row[4], POSTING_TABLE, "amount", row[0])
         sums[key][1] += 1
     return [
         Amount(target, month, currency, minor, count, payee)

@@ -76,7 +76,9 @@ class LedgerRepository:
         )
         return found[0] if found else None
 
-    async def transaction(self, transaction_id: uuid.UUID, *, lock: bool = False) -> Transaction | None:
+    async def transaction(
+        self, transaction_id: uuid.UUID, *, lock: bool = False
+    ) -> Transaction | None:
         statement = select(Transaction).where(
             Transaction.workspace_id == self.workspace_id, Transaction.id == transaction_id
         )
@@ -117,7 +119,9 @@ class LedgerRepository:
             select(Tag).where(Tag.workspace_id == self.workspace_id, col(Tag.id).in_(list(ids)))
         )
 
-    async def tag_links_of(self, transaction_ids: Iterable[uuid.UUID]) -> list[tuple[uuid.UUID, Tag]]:
+    async def tag_links_of(
+        self, transaction_ids: Iterable[uuid.UUID]
+    ) -> list[tuple[uuid.UUID, Tag]]:
         result = await self.session.execute(
             select(TransactionTag.transaction_id, Tag)
             .join(Tag, col(Tag.id) == col(TransactionTag.tag_id))
@@ -156,24 +160,35 @@ class LedgerRepository:
             statement = statement.order_by(col(MonthTotal.id)).with_for_update()
         return await self._all(statement)
 
-    async def postings_between(
+    async def posting_amounts_between(
         self,
         date_from: dt.date,
         date_to: dt.date,
+        category_ids: Sequence[uuid.UUID],
         *,
-        category_ids: Sequence[uuid.UUID] | None = None,
-        account_ids: Sequence[uuid.UUID] | None = None,
-    ) -> list[Posting]:
-        statement = select(Posting).where(
-            Posting.workspace_id == self.workspace_id,
+        with_payee: bool = False,
+    ) -> list[Any]:
+        """Rows of (id, category_id, date, currency, amount_enc[, transaction_id, payee_enc]):
+        plain columns, no ORM objects, because a period scan may touch every posting."""
+        columns: list[Any] = [
+            col(Posting.id),
+            col(Posting.category_id),
+            col(Posting.date),
+            col(Posting.currency),
+            col(Posting.amount_enc),
+        ]
+        statement = select(*columns)
+        if with_payee:
+            statement = statement.add_columns(col(Transaction.id), col(Transaction.payee_enc)).join(
+                Transaction, col(Transaction.id) == col(Posting.transaction_id)
+            )
+        statement = statement.where(
+            col(Posting.workspace_id) == self.workspace_id,
             col(Posting.date) >= date_from,
             col(Posting.date) <= date_to,
+            col(Posting.category_id).in_(list(category_ids)),
         )
-        if category_ids is not None:
-            statement = statement.where(col(Posting.category_id).in_(list(category_ids)))
-        if account_ids is not None:
-            statement = statement.where(col(Posting.account_id).in_(list(account_ids)))
-        return await self._all(statement)
+        return list((await self.session.execute(statement)).all())
 
     async def transaction_page(
         self,
@@ -189,9 +204,7 @@ class LedgerRepository:
         """Newest first, keyset-paginated on (date, id)."""
         conditions: list[Any] = [Transaction.workspace_id == self.workspace_id]
         if after is not None:
-            conditions.append(
-                tuple_(col(Transaction.date), col(Transaction.id)) < tuple_(*after)  # type: ignore[arg-type]
-            )
+            conditions.append(tuple_(col(Transaction.date), col(Transaction.id)) < tuple_(*after))
         if date_from is not None:
             conditions.append(col(Transaction.date) >= date_from)
         if date_to is not None:
@@ -227,8 +240,8 @@ class LedgerRepository:
     async def fx_rates(self, pairs: Iterable[tuple[str, str]]) -> list[FxRate]:
         pair_conditions = [
             or_(
-                and_(FxRate.base == base, FxRate.quote == quote),
-                and_(FxRate.base == quote, FxRate.quote == base),
+                and_(col(FxRate.base) == base, col(FxRate.quote) == quote),
+                and_(col(FxRate.base) == quote, col(FxRate.quote) == base),
             )
             for base, quote in pairs
         ]

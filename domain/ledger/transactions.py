@@ -195,7 +195,9 @@ def posting_view(tenant: Tenant, row: Posting) -> PostingView:
         transaction_id=row.transaction_id,
         account_id=row.account_id,
         category_id=row.category_id,
-        amount=Money(cipher.open_int(row.amount_enc, POSTING_TABLE, "amount", row.id), row.currency),
+        amount=Money(
+            cipher.open_int(row.amount_enc, POSTING_TABLE, "amount", row.id), row.currency
+        ),
         memo=cipher.open_optional(row.memo_enc, POSTING_TABLE, "memo", row.id),
     )
 
@@ -298,8 +300,11 @@ def _entry_from_draft(draft: TransactionDraft, account: Account) -> _Entry:
         counter = [_Leg(-money, category_id=draft.category_id)]
     elif draft.splits:
         counter = [
-            _Leg(-Money.parse(split.amount, currency, field="splits"), category_id=split.category_id,
-                 memo=_text(split.memo, "memo"))
+            _Leg(
+                -Money.parse(split.amount, currency, field="splits"),
+                category_id=split.category_id,
+                memo=_text(split.memo, "memo"),
+            )
             for split in draft.splits
         ]
         money = Money(-sum(leg.money.minor for leg in counter), currency)
@@ -547,8 +552,10 @@ async def idempotent(
 ) -> tuple[uuid.UUID | None, bool]:
     """Run `action` once per key: (result id, replayed). Another input under the key: CONFLICT."""
     if not key or len(key) > 255 or not key.isprintable():
-        raise BadInput("An idempotency key of 1 to 255 printable characters is required",
-                       field="idempotencyKey")
+        raise BadInput(
+            "An idempotency key of 1 to 255 printable characters is required",
+            field="idempotencyKey",
+        )
     fingerprint = _fingerprint(operation, payload)
     existing = (
         await session.execute(
@@ -571,8 +578,9 @@ async def idempotent(
     try:
         await session.flush()
     except IntegrityError:
-        raise Conflict("A request with this idempotency key is in progress",
-                       field="idempotencyKey") from None
+        raise Conflict(
+            "A request with this idempotency key is in progress", field="idempotencyKey"
+        ) from None
     record.result_id = await action()
     await session.flush()
     return record.result_id, False
@@ -666,8 +674,9 @@ async def _result(
     if result_id is not None:
         row = await LedgerRepository(session, tenant.workspace_id).transaction(result_id)
     if row is None:
-        raise Conflict("The transaction of this idempotency key no longer exists",
-                       field="idempotencyKey")
+        raise Conflict(
+            "The transaction of this idempotency key no longer exists", field="idempotencyKey"
+        )
     return view(tenant, row)
 
 
@@ -683,7 +692,11 @@ async def _validate_filter(
     repository = LedgerRepository(session, tenant.workspace_id)
     if flt.date_from and flt.date_to and flt.date_from > flt.date_to:
         raise BadInput("dateFrom is after dateTo", field="dateFrom")
-    if flt.amount_min is not None and flt.amount_max is not None and flt.amount_min > flt.amount_max:
+    if (
+        flt.amount_min is not None
+        and flt.amount_max is not None
+        and flt.amount_min > flt.amount_max
+    ):
         raise BadInput("amountMin is above amountMax", field="amountMin")
     for bound in (flt.amount_min, flt.amount_max):
         if bound is not None and (not bound.is_finite() or bound < 0):
@@ -816,7 +829,9 @@ async def post_many(
                 amount_enc=b"",
                 position=position,
             )
-            posting.amount_enc = cipher.seal_int(leg.money.minor, POSTING_TABLE, "amount", posting.id)
+            posting.amount_enc = cipher.seal_int(
+                leg.money.minor, POSTING_TABLE, "amount", posting.id
+            )
             posting.memo_enc = cipher.seal_optional(leg.memo, POSTING_TABLE, "memo", posting.id)
             posting_rows.append(posting.model_dump())
             change.add(posting, leg.money.minor, +1)

@@ -16,7 +16,9 @@ from schema.context import ACCESS_COOKIE, REFRESH_COOKIE, Info, RequestContext, 
 from schema.identity.types import Invitation, LogoutResult, Role, Session, User, Workspace
 
 
-async def _workspaces(session: AsyncSession, context: RequestContext, user_id: uuid.UUID) -> list[Workspace]:
+async def _workspaces(
+    session: AsyncSession, context: RequestContext, user_id: uuid.UUID
+) -> list[Workspace]:
     keyring = context.services.keyring
     found = []
     for membership, workspace in await IdentityRepository(session).memberships_of_user(user_id):
@@ -63,7 +65,10 @@ def _clear_cookies(context: RequestContext) -> None:
     assert response is not None
     for name in (ACCESS_COOKIE, REFRESH_COOKIE):
         response.delete_cookie(
-            cookie_name(context.request, name), path="/", secure=True, httponly=True,
+            cookie_name(context.request, name),
+            path="/",
+            secure=True,
+            httponly=True,
             samesite="strict",
         )
 

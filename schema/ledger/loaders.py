@@ -28,7 +28,6 @@ class LedgerLoaders:
         self.postings = DataLoader(self._postings)
         self.tags = DataLoader(self._tags)
 
-
     async def _accounts(self, ids: Sequence[uuid.UUID]) -> list[Account | None]:
         tenant = await self.context.tenant()
         async with self.context.db() as session:

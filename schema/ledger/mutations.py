@@ -165,7 +165,8 @@ class DeletedTransaction:
 
 
 async def _post(
-    info: Info, draft: tx_service.TransactionDraft | tx_service.TransferDraft | tx_service.JournalDraft,
+    info: Info,
+    draft: tx_service.TransactionDraft | tx_service.TransferDraft | tx_service.JournalDraft,
     key: str,
 ) -> Transaction:
     tenant = await info.context.tenant()
@@ -227,7 +228,9 @@ class LedgerMutation:
     @strawberry.mutation(permission_classes=[CanWrite])
     async def create_category(self, info: Info, input: CreateCategoryInput) -> Category:
         tenant = await info.context.tenant()
-        parent = decode_id(input.parent_id, "Category", field="parentId") if input.parent_id else None
+        parent = (
+            decode_id(input.parent_id, "Category", field="parentId") if input.parent_id else None
+        )
         async with info.context.db() as session:
             row = await categories_service.create_category(
                 session, tenant, name=input.name, kind=input.kind.value, parent_id=parent

@@ -175,7 +175,9 @@ class LedgerQuery:
             flow = await reports.cashflow(session, tenant, period.to_domain())
         rate = None
         if flow.income.minor > 0:
-            rate = str((Decimal(flow.net.minor) / Decimal(flow.income.minor)).quantize(Decimal("0.0001")))
+            rate = str(
+                (Decimal(flow.net.minor) / Decimal(flow.income.minor)).quantize(Decimal("0.0001"))
+            )
         return Cashflow(
             period=_range(flow.period),
             income=Money.of(flow.income),
@@ -221,5 +223,3 @@ class LedgerQuery:
         async with info.context.db() as session:
             rows = await LedgerRepository(session, tenant.workspace_id).all_fx_rates()
         return [FxRate(base=r.base, quote=r.quote, date=r.date, rate=r.rate) for r in rows]
-
-

@@ -76,7 +76,9 @@ class Account(relay.Node):
     name: str
     kind: AccountKind
     currency: str
-    number: str | None = strawberry.field(description="The full account number (encrypted at rest).")
+    number: str | None = strawberry.field(
+        description="The full account number (encrypted at rest)."
+    )
     institution: str | None
     opening_balance: Money
     opening_date: dt.date
@@ -126,7 +128,9 @@ class Category(relay.Node):
 
     @classmethod
     def of(cls, row: CategoryRow) -> Category:
-        return cls(id=row.id.hex, name=row.name, kind=CategoryKind(row.kind), parent_id=row.parent_id)
+        return cls(
+            id=row.id.hex, name=row.name, kind=CategoryKind(row.kind), parent_id=row.parent_id
+        )
 
     @strawberry.field
     async def parent(self, info: Info) -> Category | None:

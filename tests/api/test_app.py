@@ -72,7 +72,8 @@ async def test_mutations_over_get_are_refused(services: AppServices) -> None:
         transport=httpx.ASGITransport(app=app), base_url="https://wealthwise.test"
     ) as client:
         response = await client.get(
-            "/graphql", params={"query": 'mutation { logout { sessionsEnded } }'},
+            "/graphql",
+            params={"query": "mutation { logout { sessionsEnded } }"},
             headers={"accept": "application/json"},
         )
     assert response.status_code in (400, 405)

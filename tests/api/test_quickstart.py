@@ -32,7 +32,11 @@ def demo_server(tmp_path: Path) -> Iterator[str]:
     env.pop("WEALTHWISE_DATABASE_URL", None)
     process = subprocess.Popen(
         [sys.executable, "-m", "api", "demo-serve", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -56,9 +60,16 @@ def demo_server(tmp_path: Path) -> Iterator[str]:
 
 def test_the_demo_answers_the_demo_users_accounts_and_balances(demo_server: str) -> None:
     with httpx.Client(base_url=demo_server) as client:
-        login = client.post("/graphql", json={"query": (
-            'mutation($e: String!, $p: String!) { login(email: $e, password: $p) { user { name } } }'
-        ), "variables": {"e": DEMO_USERS[0][0], "p": DEMO_PASSWORD}})
+        login = client.post(
+            "/graphql",
+            json={
+                "query": (
+                    "mutation($e: String!, $p: String!) "
+                    "{ login(email: $e, password: $p) { user { name } } }"
+                ),
+                "variables": {"e": DEMO_USERS[0][0], "p": DEMO_PASSWORD},
+            },
+        )
         assert login.json()["data"]["login"]["user"]["name"] == DEMO_USERS[0][1]
         # Secure cookies are not replayed over plain http by httpx; a browser on localhost does.
         access = login.cookies.get("ww_access")

@@ -13,8 +13,8 @@ from domain.core.db import create_engine, unit_of_work
 from domain.core.keys import Keyring
 from domain.core.settings import Settings
 from domain.demo import seed_household
-from domain.identity.models import User
 from domain.identity import service as identity
+from domain.identity.models import User
 from domain.ledger import accounts as accounts_service
 from domain.ledger import transactions as tx_service
 from domain.ledger.models import Posting, Transaction
@@ -41,15 +41,27 @@ async def _seed_and_collect(settings: Settings) -> set[bytes]:
             view = accounts_service.view(tenant, account)
             needles.update(filter(None, (view.name, view.number, view.institution)))
             needles.add(str(view.opening_balance.amount))
-        rows = (await session.execute(
-            select(Transaction).where(Transaction.workspace_id == tenant.workspace_id)  # type: ignore[arg-type]
-        )).scalars().all()
+        rows = (
+            (
+                await session.execute(
+                    select(Transaction).where(Transaction.workspace_id == tenant.workspace_id)  # type: ignore[arg-type]
+                )
+            )
+            .scalars()
+            .all()
+        )
         for row in rows:
             view = tx_service.view(tenant, row)
             needles.update(filter(None, (view.payee, view.narration, view.notes)))
-        postings = (await session.execute(
-            select(Posting).where(Posting.workspace_id == tenant.workspace_id)  # type: ignore[arg-type]
-        )).scalars().all()
+        postings = (
+            (
+                await session.execute(
+                    select(Posting).where(Posting.workspace_id == tenant.workspace_id)  # type: ignore[arg-type]
+                )
+            )
+            .scalars()
+            .all()
+        )
         for posting in postings:
             money = tx_service.posting_view(tenant, posting).amount
             needles.add(str(abs(money.amount)))  # as decimal text, e.g. "1499.00"
@@ -60,15 +72,19 @@ async def _seed_and_collect(settings: Settings) -> set[bytes]:
     await engine.dispose()
     assert len(rows) > 2000
     return {
-        n.encode() for n in needles
+        n.encode()
+        for n in needles
         if len(n) >= (MIN_NUMBER if n.replace(".", "").isdigit() else MIN_TEXT)
     }
 
 
 # Integer columns that hold no money: anything else numeric could be a plaintext amount.
 NUMERIC_ALLOWED = {
-    ("data_keys", "key_id"), ("postings", "position"), ("month_totals", "month"),
-    ("month_totals", "postings"), ("accounts", "archived"),
+    ("data_keys", "key_id"),
+    ("postings", "position"),
+    ("month_totals", "month"),
+    ("month_totals", "postings"),
+    ("accounts", "archived"),
 }
 
 

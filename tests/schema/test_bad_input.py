@@ -14,7 +14,9 @@ SNAPSHOT = """{
   accounts(includeArchived: true) { id name balance { amount currency } }
   categories { id }
   tags { id }
-  transactions(first: 100) { edges { node { id amount { amount } payee postings { amount { amount } } } } }
+  transactions(first: 100) {
+    edges { node { id amount { amount } payee postings { amount { amount } } } }
+  }
 }"""
 
 
@@ -30,47 +32,168 @@ async def household(make_client: Any) -> tuple[Client, dict[str, str]]:
     return client, ids
 
 
-POST = """mutation($i: TransactionInput!) { postTransaction(input: $i, idempotencyKey: "bad") { id } }"""
-JOURNAL = """mutation($i: JournalEntryInput!) { postJournalEntry(input: $i, idempotencyKey: "bad") { id } }"""
+POST = """mutation($i: TransactionInput!) {
+  postTransaction(input: $i, idempotencyKey: "bad") { id } }"""
+JOURNAL = """mutation($i: JournalEntryInput!) {
+  postJournalEntry(input: $i, idempotencyKey: "bad") { id } }"""
 ACCOUNT = """mutation($i: CreateAccountInput!) { createAccount(input: $i) { id } }"""
 TRANSACTIONS = """query($first: Int, $after: String, $f: TransactionFilter) {
   transactions(first: $first, after: $after, filter: $f) { edges { node { id } } } }"""
-EDIT = """mutation($id: ID!, $i: TransactionInput!) { editTransaction(id: $id, input: $i, idempotencyKey: "bad") { id } }"""
+EDIT = """mutation($id: ID!, $i: TransactionInput!) {
+  editTransaction(id: $id, input: $i, idempotencyKey: "bad") { id } }"""
 
 
 def cases(ids: dict[str, str]) -> list[tuple[str, str, dict[str, Any], str]]:
     unknown_account = encode_id("Account", uuid.uuid4())
     spend = {"accountId": ids["inr"], "categoryId": ids["Groceries"], "date": "2025-01-02"}
     return [
-        ("unknown currency", ACCOUNT, {"i": {"name": "X", "kind": "CASH", "currency": "XYZ"}}, "BAD_USER_INPUT"),
+        (
+            "unknown currency",
+            ACCOUNT,
+            {"i": {"name": "X", "kind": "CASH", "currency": "XYZ"}},
+            "BAD_USER_INPUT",
+        ),
         ("too many decimals", POST, {"i": {**spend, "amount": "-1.001"}}, "BAD_USER_INPUT"),
-        ("too many decimals on opening", ACCOUNT, {"i": {"name": "Y", "kind": "CASH", "currency": "JPY", "openingBalance": "1.5"}}, "BAD_USER_INPUT"),
+        (
+            "too many decimals on opening",
+            ACCOUNT,
+            {"i": {"name": "Y", "kind": "CASH", "currency": "JPY", "openingBalance": "1.5"}},
+            "BAD_USER_INPUT",
+        ),
         ("not a number", POST, {"i": {**spend, "amount": "lots"}}, "BAD_USER_INPUT"),
         ("zero amount", POST, {"i": {**spend, "amount": "0"}}, "BAD_USER_INPUT"),
-        ("unbalanced postings", JOURNAL, {"i": {"date": "2025-01-02", "postings": [
-            {"accountId": ids["inr"], "amount": "-10", "currency": "INR"},
-            {"categoryId": ids["Rent"], "amount": "9.99", "currency": "INR"}]}}, "BAD_USER_INPUT"),
-        ("posting in the wrong currency", JOURNAL, {"i": {"date": "2025-01-02", "postings": [
-            {"accountId": ids["usd"], "amount": "-10", "currency": "INR"},
-            {"categoryId": ids["Rent"], "amount": "10", "currency": "INR"}]}}, "BAD_USER_INPUT"),
-        ("unknown account", POST, {"i": {**spend, "accountId": unknown_account, "amount": "-1"}}, "NOT_FOUND"),
-        ("unknown category", POST, {"i": {**spend, "categoryId": encode_id("Category", uuid.uuid4()), "amount": "-1"}}, "NOT_FOUND"),
-        ("an id of another type", POST, {"i": {**spend, "accountId": ids["Groceries"], "amount": "-1"}}, "NOT_FOUND"),
-        ("malformed id", POST, {"i": {**spend, "accountId": "not-an-id", "amount": "-1"}}, "BAD_USER_INPUT"),
-        ("unknown transaction", EDIT, {"id": encode_id("Transaction", uuid.uuid4()), "i": {**spend, "amount": "-1"}}, "NOT_FOUND"),
+        (
+            "unbalanced postings",
+            JOURNAL,
+            {
+                "i": {
+                    "date": "2025-01-02",
+                    "postings": [
+                        {"accountId": ids["inr"], "amount": "-10", "currency": "INR"},
+                        {"categoryId": ids["Rent"], "amount": "9.99", "currency": "INR"},
+                    ],
+                }
+            },
+            "BAD_USER_INPUT",
+        ),
+        (
+            "posting in the wrong currency",
+            JOURNAL,
+            {
+                "i": {
+                    "date": "2025-01-02",
+                    "postings": [
+                        {"accountId": ids["usd"], "amount": "-10", "currency": "INR"},
+                        {"categoryId": ids["Rent"], "amount": "10", "currency": "INR"},
+                    ],
+                }
+            },
+            "BAD_USER_INPUT",
+        ),
+        (
+            "unknown account",
+            POST,
+            {"i": {**spend, "accountId": unknown_account, "amount": "-1"}},
+            "NOT_FOUND",
+        ),
+        (
+            "unknown category",
+            POST,
+            {"i": {**spend, "categoryId": encode_id("Category", uuid.uuid4()), "amount": "-1"}},
+            "NOT_FOUND",
+        ),
+        (
+            "an id of another type",
+            POST,
+            {"i": {**spend, "accountId": ids["Groceries"], "amount": "-1"}},
+            "NOT_FOUND",
+        ),
+        (
+            "malformed id",
+            POST,
+            {"i": {**spend, "accountId": "not-an-id", "amount": "-1"}},
+            "BAD_USER_INPUT",
+        ),
+        (
+            "unknown transaction",
+            EDIT,
+            {"id": encode_id("Transaction", uuid.uuid4()), "i": {**spend, "amount": "-1"}},
+            "NOT_FOUND",
+        ),
         ("malformed cursor", TRANSACTIONS, {"after": "bm90LWEtY3Vyc29y"}, "BAD_USER_INPUT"),
         ("first above the cap", TRANSACTIONS, {"first": 101}, "BAD_USER_INPUT"),
         ("first below one", TRANSACTIONS, {"first": 0}, "BAD_USER_INPUT"),
-        ("dates reversed", TRANSACTIONS, {"f": {"dateFrom": "2025-02-01", "dateTo": "2025-01-01"}}, "BAD_USER_INPUT"),
-        ("unknown filter account", TRANSACTIONS, {"f": {"accountIds": [unknown_account]}}, "NOT_FOUND"),
-        ("category and splits", POST, {"i": {**spend, "amount": "-5", "splits": [{"categoryId": ids["Rent"], "amount": "-5"}]}}, "BAD_USER_INPUT"),
-        ("splits that miss the amount", POST, {"i": {"accountId": ids["inr"], "date": "2025-01-02", "amount": "-5", "splits": [{"categoryId": ids["Rent"], "amount": "-4"}]}}, "BAD_USER_INPUT"),
-        ("transfer to itself", """mutation($i: TransferInput!) { transfer(input: $i, idempotencyKey: "bad") { id } }""",
-         {"i": {"fromAccountId": ids["inr"], "toAccountId": ids["inr"], "date": "2025-01-02", "amount": "1"}}, "BAD_USER_INPUT"),
-        ("empty idempotency key", """mutation($i: TransactionInput!) { postTransaction(input: $i, idempotencyKey: "") { id } }""",
-         {"i": {**spend, "amount": "-1"}}, "BAD_USER_INPUT"),
-        ("a period backwards", """{ spendingSummary(period: {start: "2025-02-01", end: "2025-01-01"}) { total { amount } } }""", {}, "BAD_USER_INPUT"),
-        ("a bad date literal", """{ cashflow(period: {start: "2025-13-01", end: "2025-01-01"}) { net { amount } } }""", {}, "BAD_USER_INPUT"),
+        (
+            "dates reversed",
+            TRANSACTIONS,
+            {"f": {"dateFrom": "2025-02-01", "dateTo": "2025-01-01"}},
+            "BAD_USER_INPUT",
+        ),
+        (
+            "unknown filter account",
+            TRANSACTIONS,
+            {"f": {"accountIds": [unknown_account]}},
+            "NOT_FOUND",
+        ),
+        (
+            "category and splits",
+            POST,
+            {
+                "i": {
+                    **spend,
+                    "amount": "-5",
+                    "splits": [{"categoryId": ids["Rent"], "amount": "-5"}],
+                }
+            },
+            "BAD_USER_INPUT",
+        ),
+        (
+            "splits that miss the amount",
+            POST,
+            {
+                "i": {
+                    "accountId": ids["inr"],
+                    "date": "2025-01-02",
+                    "amount": "-5",
+                    "splits": [{"categoryId": ids["Rent"], "amount": "-4"}],
+                }
+            },
+            "BAD_USER_INPUT",
+        ),
+        (
+            "transfer to itself",
+            """mutation($i: TransferInput!) {
+              transfer(input: $i, idempotencyKey: "bad") { id } }""",
+            {
+                "i": {
+                    "fromAccountId": ids["inr"],
+                    "toAccountId": ids["inr"],
+                    "date": "2025-01-02",
+                    "amount": "1",
+                }
+            },
+            "BAD_USER_INPUT",
+        ),
+        (
+            "empty idempotency key",
+            """mutation($i: TransactionInput!) {
+              postTransaction(input: $i, idempotencyKey: "") { id } }""",
+            {"i": {**spend, "amount": "-1"}},
+            "BAD_USER_INPUT",
+        ),
+        (
+            "a period backwards",
+            """{ spendingSummary(period: {start: "2025-02-01", end: "2025-01-01"}) {
+              total { amount } } }""",
+            {},
+            "BAD_USER_INPUT",
+        ),
+        (
+            "a bad date literal",
+            """{ cashflow(period: {start: "2025-13-01", end: "2025-01-01"}) { net { amount } } }""",
+            {},
+            "BAD_USER_INPUT",
+        ),
         ("syntax error", "{ accounts { ", {}, "GRAPHQL_PARSE_FAILED"),
         ("unknown field", "{ accounts { secret } }", {}, "GRAPHQL_VALIDATION_FAILED"),
     ]
@@ -80,7 +203,9 @@ CASE_NAMES = [case[0] for case in cases({k: "x" for k in ("inr", "usd", "Groceri
 
 
 @pytest.mark.parametrize("case", CASE_NAMES)
-async def test_bad_input_is_refused_with_a_code_and_changes_nothing(make_client: Any, case: str) -> None:
+async def test_bad_input_is_refused_with_a_code_and_changes_nothing(
+    make_client: Any, case: str
+) -> None:
     client, ids = await household(make_client)
     _name, query, variables, code = next(c for c in cases(ids) if c[0] == case)
     before = await client.ok(SNAPSHOT)
@@ -90,7 +215,9 @@ async def test_bad_input_is_refused_with_a_code_and_changes_nothing(make_client:
     assert await client.ok(SNAPSHOT) == before
 
 
-async def test_another_workspaces_ids_are_answered_exactly_like_unknown_ids(make_client: Any) -> None:
+async def test_another_workspaces_ids_are_answered_exactly_like_unknown_ids(
+    make_client: Any,
+) -> None:
     owner, ids = await household(make_client)
     intruder = make_client()
     await register(intruder, name="Eve")
@@ -100,12 +227,53 @@ async def test_another_workspaces_ids_are_answered_exactly_like_unknown_ids(make
     attempts = [
         ("query($id: ID!) { account(id: $id) { name } }", {"id": ids["inr"]}, "Account"),
         ("query($id: ID!) { transaction(id: $id) { payee } }", {"id": ids["tx"]}, "Transaction"),
-        (EDIT, {"id": ids["tx"], "i": {"accountId": own_account, "categoryId": own_category,
-                                       "amount": "-1", "date": "2025-01-01"}}, "Transaction"),
-        ("""mutation($id: ID!) { deleteTransaction(id: $id, idempotencyKey: "x") { id } }""", {"id": ids["tx"]}, "Transaction"),
-        ("""mutation($id: ID!) { updateAccount(id: $id, input: {name: "mine"}) { id } }""", {"id": ids["inr"]}, "Account"),
-        (POST, {"i": {"accountId": ids["inr"], "categoryId": own_category, "amount": "-1", "date": "2025-01-01"}}, "Account"),
-        (POST, {"i": {"accountId": own_account, "categoryId": ids["Groceries"], "amount": "-1", "date": "2025-01-01"}}, "Category"),
+        (
+            EDIT,
+            {
+                "id": ids["tx"],
+                "i": {
+                    "accountId": own_account,
+                    "categoryId": own_category,
+                    "amount": "-1",
+                    "date": "2025-01-01",
+                },
+            },
+            "Transaction",
+        ),
+        (
+            """mutation($id: ID!) { deleteTransaction(id: $id, idempotencyKey: "x") { id } }""",
+            {"id": ids["tx"]},
+            "Transaction",
+        ),
+        (
+            """mutation($id: ID!) { updateAccount(id: $id, input: {name: "mine"}) { id } }""",
+            {"id": ids["inr"]},
+            "Account",
+        ),
+        (
+            POST,
+            {
+                "i": {
+                    "accountId": ids["inr"],
+                    "categoryId": own_category,
+                    "amount": "-1",
+                    "date": "2025-01-01",
+                }
+            },
+            "Account",
+        ),
+        (
+            POST,
+            {
+                "i": {
+                    "accountId": own_account,
+                    "categoryId": ids["Groceries"],
+                    "amount": "-1",
+                    "date": "2025-01-01",
+                }
+            },
+            "Category",
+        ),
         (TRANSACTIONS, {"f": {"accountIds": [ids["inr"]]}}, "Account"),
         (TRANSACTIONS, {"f": {"categoryIds": [ids["Groceries"]]}}, "Category"),
     ]
@@ -138,8 +306,10 @@ def _replace(variables: dict[str, Any], ids: dict[str, str], type_name: str) -> 
             return {k: swap(v) for k, v in value.items()}
         if isinstance(value, list):
             return [swap(v) for v in value]
-        if isinstance(value, str) and value in owners and value.startswith(
-            encode_id(type_name, uuid.UUID(int=0))[:8]
+        if (
+            isinstance(value, str)
+            and value in owners
+            and value.startswith(encode_id(type_name, uuid.UUID(int=0))[:8])
         ):
             return fresh
         return value
@@ -162,23 +332,42 @@ async def test_a_viewer_can_read_but_not_write(make_client: Any) -> None:
     viewer = make_client()
     email = f"viewer-{uuid.uuid4().hex[:8]}@example.com"
     invited = await owner.ok(
-        'mutation($e: String!) { inviteMember(email: $e, role: VIEWER) { pending role } }', e=email
+        "mutation($e: String!) { inviteMember(email: $e, role: VIEWER) { pending role } }", e=email
     )
     assert invited["inviteMember"] == {"pending": True, "role": "VIEWER"}
     session = await viewer.ok(
         """mutation($e: String!, $p: String!) { register(email: $e, password: $p, name: "Vik") {
-            workspaces { id role } } }""", e=email, p=PASSWORD,
+            workspaces { id role } } }""",
+        e=email,
+        p=PASSWORD,
     )
     shared = next(w for w in session["register"]["workspaces"] if w["role"] == "VIEWER")
     viewer.use_workspace(shared["id"])
     before = await owner.ok(SNAPSHOT)
     assert len((await viewer.ok(SNAPSHOT))["accounts"]) == 2
     writes = [
-        (POST, {"i": {"accountId": ids["inr"], "categoryId": ids["Rent"], "amount": "-1", "date": "2025-01-01"}}),
+        (
+            POST,
+            {
+                "i": {
+                    "accountId": ids["inr"],
+                    "categoryId": ids["Rent"],
+                    "amount": "-1",
+                    "date": "2025-01-01",
+                }
+            },
+        ),
         (ACCOUNT, {"i": {"name": "Z", "kind": "CASH", "currency": "INR"}}),
-        ("""mutation($id: ID!) { deleteTransaction(id: $id, idempotencyKey: "v") { id } }""", {"id": ids["tx"]}),
+        (
+            """mutation($id: ID!) { deleteTransaction(id: $id, idempotencyKey: "v") { id } }""",
+            {"id": ids["tx"]},
+        ),
         ('mutation { createCategory(input: {name: "Pets", kind: EXPENSE}) { id } }', {}),
-        ('mutation { setFxRate(base: "USD", quote: "INR", date: "2025-01-01", rate: "80") { rate } }', {}),
+        (
+            """mutation { setFxRate(base: "USD", quote: "INR", date: "2025-01-01", rate: "80") {
+              rate } }""",
+            {},
+        ),
         ('mutation { inviteMember(email: "x@example.com", role: OWNER) { pending } }', {}),
     ]
     for query, variables in writes:

@@ -6,7 +6,9 @@ from typing import Any
 
 from tests.graphql import PASSWORD, REGISTER, Client, register
 
-LOGIN = """mutation($e: String!, $p: String!) { login(email: $e, password: $p) { user { name } } }"""
+LOGIN = (
+    """mutation($e: String!, $p: String!) { login(email: $e, password: $p) { user { name } } }"""
+)
 REFRESH = "mutation { refreshSession { user { name } } }"
 
 
@@ -18,9 +20,15 @@ async def test_register_sets_secure_http_only_cookies_and_me_answers(make_client
     client = make_client()
     response = await client.http.post(
         "/graphql",
-        json={"query": REGISTER, "variables": {"email": "Mixed.Case@Example.com",
-                                                "password": PASSWORD, "name": "Asha",
-                                                "currency": "INR"}},
+        json={
+            "query": REGISTER,
+            "variables": {
+                "email": "Mixed.Case@Example.com",
+                "password": PASSWORD,
+                "name": "Asha",
+                "currency": "INR",
+            },
+        },
     )
     set_cookies = response.headers.get_list("set-cookie")
     assert len(set_cookies) == 2
@@ -31,7 +39,9 @@ async def test_register_sets_secure_http_only_cookies_and_me_answers(make_client
         assert "path=/" in lowered
     me = await client.ok("{ me { user { email name } workspaces { name role baseCurrency } } }")
     assert me["me"]["user"] == {"email": "mixed.case@example.com", "name": "Asha"}
-    assert me["me"]["workspaces"] == [{"name": "Asha's household", "role": "OWNER", "baseCurrency": "INR"}]
+    assert me["me"]["workspaces"] == [
+        {"name": "Asha's household", "role": "OWNER", "baseCurrency": "INR"}
+    ]
 
 
 async def test_login_is_refused_for_a_wrong_password_or_an_unknown_email(make_client: Any) -> None:
@@ -42,18 +52,24 @@ async def test_login_is_refused_for_a_wrong_password_or_an_unknown_email(make_cl
     unknown = await fresh.error(LOGIN, e="nobody@example.com", p=PASSWORD)
     assert wrong["extensions"]["code"] == unknown["extensions"]["code"] == "UNAUTHENTICATED"
     assert wrong["message"] == unknown["message"]
-    assert (await fresh.ok(LOGIN, e=session["email"].upper(), p=PASSWORD))["login"]["user"]["name"] == "Asha"
+    assert (await fresh.ok(LOGIN, e=session["email"].upper(), p=PASSWORD))["login"]["user"][
+        "name"
+    ] == "Asha"
 
 
 async def test_registering_an_email_twice_is_a_conflict(make_client: Any) -> None:
     client = make_client()
     session = await register(client)
     again = make_client()
-    error = await again.error(REGISTER, email=session["email"], password=PASSWORD, name="X", currency="INR")
+    error = await again.error(
+        REGISTER, email=session["email"], password=PASSWORD, name="X", currency="INR"
+    )
     assert error["extensions"] == {"code": "CONFLICT", "field": "email"}
 
 
-async def test_refresh_rotates_and_a_reused_refresh_token_revokes_the_session(make_client: Any) -> None:
+async def test_refresh_rotates_and_a_reused_refresh_token_revokes_the_session(
+    make_client: Any,
+) -> None:
     client = make_client()
     await register(client)
     first = cookie(client, "__Host-ww_refresh")
@@ -104,12 +120,12 @@ async def test_owner_invites_an_existing_user_who_then_sees_the_workspace(make_c
     member = make_client()
     member_session = await register(member, name="Rohan")
     invited = await owner.ok(
-        'mutation($e: String!) { inviteMember(email: $e, role: MEMBER) { pending role } }',
+        "mutation($e: String!) { inviteMember(email: $e, role: MEMBER) { pending role } }",
         e=member_session["email"],
     )
     assert invited["inviteMember"] == {"pending": False, "role": "MEMBER"}
     again = await owner.error(
-        'mutation($e: String!) { inviteMember(email: $e, role: MEMBER) { pending } }',
+        "mutation($e: String!) { inviteMember(email: $e, role: MEMBER) { pending } }",
         e=member_session["email"],
     )
     assert again["extensions"]["code"] == "CONFLICT"
@@ -119,14 +135,17 @@ async def test_owner_invites_an_existing_user_who_then_sees_the_workspace(make_c
     member.use_workspace(shared["id"])
     members = await member.ok("{ workspace { name members { user { name } role } } }")
     assert {(m["user"]["name"], m["role"]) for m in members["workspace"]["members"]} == {
-        ("Asha", "OWNER"), ("Rohan", "MEMBER")}
+        ("Asha", "OWNER"),
+        ("Rohan", "MEMBER"),
+    }
 
 
 async def test_create_workspace_makes_the_caller_its_owner(make_client: Any) -> None:
     client = make_client()
     await register(client)
     created = await client.ok(
-        'mutation { createWorkspace(name: "Side business", baseCurrency: "USD") { id name role baseCurrency } }'
+        """mutation { createWorkspace(name: "Side business", baseCurrency: "USD") {
+          id name role baseCurrency } }"""
     )
     workspace = created["createWorkspace"]
     assert workspace["role"] == "OWNER" and workspace["baseCurrency"] == "USD"

@@ -70,24 +70,41 @@ class LedgerMachine(RuleBasedStateMachine):
         async def build() -> None:
             async with unit_of_work(self.engine) as session:
                 user = await identity.register(
-                    session, self.keyring, email=f"m-{uuid.uuid4().hex}@example.com",
-                    password="0123456789ab", name="Machine",
+                    session,
+                    self.keyring,
+                    email=f"m-{uuid.uuid4().hex}@example.com",
+                    password="0123456789ab",
+                    name="Machine",
                 )
                 self.user_id = user.id
-                self.workspace_id = (await identity.default_workspace_id(session, user.id)) or uuid.UUID(int=0)
+                self.workspace_id = (
+                    await identity.default_workspace_id(session, user.id)
+                ) or uuid.UUID(int=0)
                 tenant = await self._tenant(session)
                 self.accounts = [
-                    (await accounts.create_account(session, tenant, name=name, kind="checking",
-                                                   currency=currency, opening_balance=opening)).id
-                    for name, currency, opening in (("A", "INR", "1000"), ("B", "INR", "0"),
-                                                    ("C", "USD", "50.25"))
+                    (
+                        await accounts.create_account(
+                            session,
+                            tenant,
+                            name=name,
+                            kind="checking",
+                            currency=currency,
+                            opening_balance=opening,
+                        )
+                    ).id
+                    for name, currency, opening in (
+                        ("A", "INR", "1000"),
+                        ("B", "INR", "0"),
+                        ("C", "USD", "50.25"),
+                    )
                 ]
                 self.currency = dict(zip(self.accounts, ("INR", "INR", "USD"), strict=True))
                 self.opening = dict(zip(self.accounts, (100000, 0, 5025), strict=True))
                 cats = await LedgerRepository(session, tenant.workspace_id).categories()
                 self.categories = [c.id for c in cats if c.kind in ("income", "expense")][:6]
-                await fx.set_rate(session, tenant, base="USD", quote="INR",
-                                  on=dt.date(2024, 1, 1), rate="83.25")
+                await fx.set_rate(
+                    session, tenant, base="USD", quote="INR", on=dt.date(2024, 1, 1), rate="83.25"
+                )
 
         self.run(build())
 
@@ -110,18 +127,27 @@ class LedgerMachine(RuleBasedStateMachine):
         self.replies[key] = (payload, result)
         return result
 
-    def _draft(self, data: st.DataObject, account_index: int, amount: Decimal, split: bool) -> tx.TransactionDraft:
+    def _draft(
+        self, data: st.DataObject, account_index: int, amount: Decimal, split: bool
+    ) -> tx.TransactionDraft:
         account = self.accounts[account_index]
         if self.currency[account] == "USD":
             amount = amount.quantize(Decimal("0.01"))
         if not split:
             category = data.draw(st.sampled_from(self.categories))
-            return tx.TransactionDraft(account_id=account, date=data.draw(dates),
-                                       amount=-amount, category_id=category, payee="p")
-        parts = data.draw(st.lists(st.tuples(st.sampled_from(self.categories), amounts),
-                                   min_size=2, max_size=4))
+            return tx.TransactionDraft(
+                account_id=account,
+                date=data.draw(dates),
+                amount=-amount,
+                category_id=category,
+                payee="p",
+            )
+        parts = data.draw(
+            st.lists(st.tuples(st.sampled_from(self.categories), amounts), min_size=2, max_size=4)
+        )
         return tx.TransactionDraft(
-            account_id=account, date=data.draw(dates),
+            account_id=account,
+            date=data.draw(dates),
             splits=tuple(tx.SplitDraft(category_id=c, amount=-a) for c, a in parts),
         )
 
@@ -129,8 +155,13 @@ class LedgerMachine(RuleBasedStateMachine):
         total = draft.amount if draft.amount is not None else sum(s.amount for s in draft.splits)
         return {draft.account_id: int(Decimal(total) * 100)}
 
-    @rule(target=transactions, data=st.data(), account=st.integers(0, 2), amount=amounts,
-          split=st.booleans())
+    @rule(
+        target=transactions,
+        data=st.data(),
+        account=st.integers(0, 2),
+        amount=amounts,
+        split=st.booleans(),
+    )
     def post(self, data: st.DataObject, account: int, amount: Decimal, split: bool) -> Any:
         draft = self._draft(data, account, amount, split)
         key = uuid.uuid4().hex
@@ -142,8 +173,13 @@ class LedgerMachine(RuleBasedStateMachine):
     async def _post(self, session: Any, tenant: Any, draft: Any, key: str) -> uuid.UUID:
         return (await tx.post(session, tenant, draft, idempotency_key=key)).id
 
-    @rule(target=transactions, source=st.integers(0, 2), target_account=st.integers(0, 2),
-          amount=amounts, date=dates)
+    @rule(
+        target=transactions,
+        source=st.integers(0, 2),
+        target_account=st.integers(0, 2),
+        amount=amounts,
+        date=dates,
+    )
     def transfer(self, source: int, target_account: int, amount: Decimal, date: dt.date) -> Any:
         a, b = self.accounts[source], self.accounts[target_account]
         if a == b:
@@ -152,17 +188,25 @@ class LedgerMachine(RuleBasedStateMachine):
         if self.currency[a] != self.currency[b]:
             rate = Decimal(1) / 83 if self.currency[b] == "USD" else Decimal(83)
             to_amount = max((amount * rate).quantize(Decimal("0.01")), Decimal("0.01"))
-        draft = tx.TransferDraft(from_account_id=a, to_account_id=b, date=date, amount=amount,
-                                 to_amount=to_amount)
+        draft = tx.TransferDraft(
+            from_account_id=a, to_account_id=b, date=date, amount=amount, to_amount=to_amount
+        )
         key = uuid.uuid4().hex
         result = self._write(key, ("transfer", draft), lambda s, t: self._post(s, t, draft, key))
         assert result is not None
         self.expected[result] = {a: -int(amount * 100), b: int((to_amount or amount) * 100)}
         return result
 
-    @rule(data=st.data(), target_tx=transactions, account=st.integers(0, 2), amount=amounts,
-          split=st.booleans())
-    def edit(self, data: st.DataObject, target_tx: Any, account: int, amount: Decimal, split: bool) -> None:
+    @rule(
+        data=st.data(),
+        target_tx=transactions,
+        account=st.integers(0, 2),
+        amount=amounts,
+        split=st.booleans(),
+    )
+    def edit(
+        self, data: st.DataObject, target_tx: Any, account: int, amount: Decimal, split: bool
+    ) -> None:
         if target_tx not in self.expected:
             return
         draft = self._draft(data, account, amount, split)
@@ -192,16 +236,19 @@ class LedgerMachine(RuleBasedStateMachine):
         if not self.replies:
             return
         key = data.draw(st.sampled_from(sorted(self.replies)))
-        payload, first = self.replies[key]
+        payload, _first = self.replies[key]
         kind = payload[0]
         if kind in ("post", "transfer"):
             operation: Any = lambda s, t: self._post(s, t, payload[1], key)  # noqa: E731
         elif kind == "edit":
+
             async def operation(s: Any, t: Any) -> uuid.UUID:
                 return (await tx.edit(s, t, payload[1], payload[2], idempotency_key=key)).id
         else:
+
             async def operation(s: Any, t: Any) -> uuid.UUID:
                 return await tx.remove(s, t, payload[1], idempotency_key=key)
+
         try:
             self._write(key, payload, operation)
         except Exception as error:  # a replayed edit of a since-deleted transaction: CONFLICT
@@ -215,9 +262,15 @@ class LedgerMachine(RuleBasedStateMachine):
         async def check() -> None:
             async with unit_of_work(self.engine, write=False) as session:
                 tenant = await self._tenant(session)
-                rows = (await session.execute(
-                    select(Posting).where(Posting.workspace_id == self.workspace_id)  # type: ignore[arg-type]
-                )).scalars().all()
+                rows = (
+                    (
+                        await session.execute(
+                            select(Posting).where(Posting.workspace_id == self.workspace_id)  # type: ignore[arg-type]
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
                 per_tx: dict[uuid.UUID, dict[str, int]] = defaultdict(lambda: defaultdict(int))
                 per_account: dict[uuid.UUID, int] = defaultdict(int)
                 for posting in rows:
@@ -227,7 +280,9 @@ class LedgerMachine(RuleBasedStateMachine):
                         per_account[posting.account_id] += amount
                 for transaction_id, sums in per_tx.items():
                     assert all(v == 0 for v in sums.values()), (transaction_id, dict(sums))
-                assert set(per_tx) == set(self.expected), "a retry double-posted or a write was lost"
+                assert set(per_tx) == set(self.expected), (
+                    "a retry double-posted or a write was lost"
+                )
                 repository = LedgerRepository(session, self.workspace_id)
                 balances = await accounts.balances(session, tenant, await repository.accounts())
                 for account_id, money in balances.items():
@@ -243,7 +298,9 @@ def test_random_ledger_writes_keep_every_invariant(database: Settings) -> None:
     run_state_machine_as_test(
         LedgerMachine,
         settings=settings(
-            max_examples=20, stateful_step_count=12, deadline=None,
+            max_examples=20,
+            stateful_step_count=12,
+            deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
         ),
     )

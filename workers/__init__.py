@@ -1,0 +1,1 @@
+"""Background work (taskiq tasks, the outbox relay, the scheduler): see issue 4."""
