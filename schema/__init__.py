@@ -5,7 +5,13 @@ from __future__ import annotations
 import strawberry
 from graphql import GraphQLError
 from strawberry import relay
-from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.extensions import (
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
@@ -47,6 +53,9 @@ schema = WealthWiseSchema(
     extensions=[
         WriteIntent,
         ErrorCodes,
+        # Frontends send the same few documents again and again: parse and validate once.
+        lambda: ParserCache(maxsize=512),
+        lambda: ValidationCache(maxsize=512),
         lambda: QueryDepthLimiter(max_depth=12),
         lambda: MaxTokensLimiter(max_token_count=5_000),
         lambda: MaxAliasesLimiter(max_alias_count=30),
