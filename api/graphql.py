@@ -15,6 +15,7 @@ from strawberry.types.execution import ExecutionResult
 from strawberry.types.unset import UNSET
 
 from schema.context import AppServices, RequestContext
+from schema.errors import classify
 
 log = structlog.get_logger(__name__)
 EXAMPLES = Path(__file__).parent / "graphiql_examples.graphql"
@@ -72,6 +73,10 @@ class WealthWiseGraphQL(GraphQL[RequestContext, None]):
                             }
                         ],
                     }
+        if result.errors:
+            # Errors raised outside the operation hook (e.g. a parse error from the parser
+            # cache) miss the ErrorCodes extension: classify them here too.
+            result.errors = [classify(error) for error in result.errors]
         return await super().process_result(request, result)
 
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
