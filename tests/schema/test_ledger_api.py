@@ -345,3 +345,23 @@ async def test_archived_accounts_keep_their_history_and_refuse_new_postings(
         f={"accountIds": [account]},
     )
     assert len(page["transactions"]["edges"]) == 1
+
+
+async def test_concurrent_writes_neither_lock_up_nor_lose_money(make_client: Any) -> None:
+    """SQLite queues writers (BEGIN IMMEDIATE); PostgreSQL row-locks the month totals."""
+    import asyncio
+
+    client = make_client()
+    await register(client)
+    account = await create_account(client, opening="0")
+    groceries = (await category_ids(client))["Groceries"]
+    await asyncio.gather(
+        *(post(client, account, groceries, f"-{i}.25", date="2025-06-15") for i in range(1, 13))
+    )
+    expected = -sum(Decimal(f"{i}.25") for i in range(1, 13))
+    assert (await balances(client))[account] == expected
+    summary = await client.ok(
+        """{ spendingSummary(period: {start: "2025-06-01", end: "2025-06-30"}) {
+            total { amount } } }"""
+    )
+    assert Decimal(summary["spendingSummary"]["total"]["amount"]) == -expected
