@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.core.errors import BadInput
-from domain.core.money import Money
+from domain.core.money import Money, convert
 from domain.core.tenancy import Tenant
 from domain.ledger import accounts as accounts_service
 from domain.ledger import totals
@@ -198,11 +198,13 @@ class _Converter:
         self.unconverted: dict[str, int] = defaultdict(int)
 
     def __call__(self, minor: int, currency: str, month: int) -> int:
-        converted = self.table.convert(minor, currency, self.base, _rate_date(month))
-        if converted is None:
+        if currency == self.base:
+            return minor
+        rate = self.table.rate(currency, self.base, _rate_date(month))
+        if rate is None:
             self.unconverted[currency] += minor
             return 0
-        return converted
+        return convert(minor, currency, rate, self.base)
 
     def leftovers(self) -> list[Money]:
         return [Money(minor, c) for c, minor in sorted(self.unconverted.items()) if minor]

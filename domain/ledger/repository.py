@@ -43,6 +43,9 @@ class LedgerRepository:
         return await self._all(statement.order_by(col(Account.created_at), col(Account.id)))
 
     async def accounts_by_ids(self, ids: Iterable[uuid.UUID]) -> list[Account]:
+        ids = list(ids)
+        if not ids:
+            return []
         return await self._all(
             select(Account).where(
                 Account.workspace_id == self.workspace_id, col(Account.id).in_(list(ids))
@@ -61,6 +64,9 @@ class LedgerRepository:
         return found[0] if found else None
 
     async def categories_by_ids(self, ids: Iterable[uuid.UUID]) -> list[Category]:
+        ids = list(ids)
+        if not ids:
+            return []
         return await self._all(
             select(Category).where(
                 Category.workspace_id == self.workspace_id, col(Category.id).in_(list(ids))
@@ -115,6 +121,9 @@ class LedgerRepository:
         )
 
     async def tags_by_ids(self, ids: Iterable[uuid.UUID]) -> list[Tag]:
+        ids = list(ids)
+        if not ids:
+            return []
         return await self._all(
             select(Tag).where(Tag.workspace_id == self.workspace_id, col(Tag.id).in_(list(ids)))
         )
@@ -148,8 +157,18 @@ class LedgerRepository:
         month_from: int | None = None,
         month_to: int | None = None,
         lock: bool = False,
-    ) -> list[MonthTotal]:
-        statement = select(MonthTotal).where(MonthTotal.workspace_id == self.workspace_id)
+    ) -> list[Any]:
+        """Rows (id, target_id, month, currency, amount_enc, postings): columns, not ORM
+        objects, since balances and reports read hundreds of them per request."""
+        columns: list[Any] = [
+            col(MonthTotal.id),
+            col(MonthTotal.target_id),
+            col(MonthTotal.month),
+            col(MonthTotal.currency),
+            col(MonthTotal.amount_enc),
+            col(MonthTotal.postings),
+        ]
+        statement = select(*columns).where(col(MonthTotal.workspace_id) == self.workspace_id)
         if target_ids is not None:
             statement = statement.where(col(MonthTotal.target_id).in_(list(target_ids)))
         if month_from is not None:
@@ -158,7 +177,7 @@ class LedgerRepository:
             statement = statement.where(col(MonthTotal.month) <= month_to)
         if lock:
             statement = statement.order_by(col(MonthTotal.id)).with_for_update()
-        return await self._all(statement)
+        return list((await self.session.execute(statement)).all())
 
     async def posting_amounts_between(
         self,
