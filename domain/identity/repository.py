@@ -43,6 +43,18 @@ class IdentityRepository:
         )
         return result.scalar_one_or_none()
 
+    async def role_and_currency(
+        self, workspace_id: uuid.UUID, user_id: uuid.UUID
+    ) -> tuple[str, str] | None:
+        """The member's role and the workspace's base currency, in one query (every request)."""
+        result = await self.session.execute(
+            select(col(Membership.role), col(Workspace.base_currency))
+            .join(Workspace, col(Workspace.id) == col(Membership.workspace_id))
+            .where(Membership.workspace_id == workspace_id, Membership.user_id == user_id)
+        )
+        row = result.first()
+        return None if row is None else (row[0], row[1])
+
     async def memberships_of_user(self, user_id: uuid.UUID) -> list[tuple[Membership, Workspace]]:
         result = await self.session.execute(
             select(Membership, Workspace)

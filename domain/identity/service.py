@@ -257,13 +257,12 @@ async def open_tenant(
     session: AsyncSession, keyring: Keyring, user_id: uuid.UUID, workspace_id: uuid.UUID
 ) -> Tenant:
     """The caller's view of a workspace; unknown and foreign workspaces look the same."""
-    repository = IdentityRepository(session)
-    membership = await repository.membership(workspace_id, user_id)
-    workspace = await repository.workspace(workspace_id) if membership else None
-    if membership is None or workspace is None:
+    found = await IdentityRepository(session).role_and_currency(workspace_id, user_id)
+    if found is None:
         raise NotFound("Workspace not found")
+    role, base_currency = found
     cipher = await keyring.cipher(session, workspace_id)
-    return Tenant(workspace_id, workspace.base_currency, cipher, user_id, membership.role)
+    return Tenant(workspace_id, base_currency, cipher, user_id, role)
 
 
 async def default_workspace_id(session: AsyncSession, user_id: uuid.UUID) -> uuid.UUID | None:

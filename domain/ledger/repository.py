@@ -142,14 +142,6 @@ class LedgerRepository:
         )
         return [(row[0], row[1]) for row in result.all()]
 
-    async def tag_rows_of(self, transaction_id: uuid.UUID) -> list[TransactionTag]:
-        return await self._all(
-            select(TransactionTag).where(
-                TransactionTag.workspace_id == self.workspace_id,
-                TransactionTag.transaction_id == transaction_id,
-            )
-        )
-
     async def month_totals(
         self,
         target_ids: Iterable[uuid.UUID] | None = None,

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.core.db import dialect_insert
 from domain.core.tenancy import Tenant
-from domain.ledger.models import MonthTotal, Posting
+from domain.ledger.models import MonthTotal
 from domain.ledger.repository import LedgerRepository
 
 TABLE = "month_totals"
@@ -52,12 +52,12 @@ class TotalsChange:
     def __init__(self) -> None:
         self.deltas: dict[TotalKey, Delta] = defaultdict(Delta)
 
-    def add(self, posting: Posting, amount: int, sign: int) -> None:
-        target = posting.account_id or posting.category_id
-        assert target is not None
-        delta = self.deltas[(target, month_of(posting.date), posting.currency)]
-        delta.amount += sign * amount
-        delta.postings += sign
+    def add(
+        self, target: uuid.UUID, day: dt.date, currency: str, amount: int, *, postings: int = 1
+    ) -> None:
+        delta = self.deltas[(target, month_of(day), currency)]
+        delta.amount += amount
+        delta.postings += postings
 
 
 async def apply(session: AsyncSession, tenant: Tenant, change: TotalsChange) -> None:

@@ -328,15 +328,18 @@ def _entry_from_draft(draft: TransactionDraft, account: Account) -> _Entry:
 
 
 async def _entry_from_transfer(
-    session: AsyncSession, tenant: Tenant, draft: TransferDraft
+    session: AsyncSession,
+    tenant: Tenant,
+    draft: TransferDraft,
+    known: dict[uuid.UUID, Account] | None = None,
 ) -> _Entry:
     if draft.from_account_id == draft.to_account_id:
         raise BadInput("A transfer needs two different accounts", field="toAccountId")
-    repository = LedgerRepository(session, tenant.workspace_id)
-    accounts = {
-        a.id: a
-        for a in await repository.accounts_by_ids([draft.from_account_id, draft.to_account_id])
-    }
+    accounts = known
+    if accounts is None:
+        repository = LedgerRepository(session, tenant.workspace_id)
+        pair = [draft.from_account_id, draft.to_account_id]
+        accounts = {a.id: a for a in await repository.accounts_by_ids(pair)}
     source, target = accounts.get(draft.from_account_id), accounts.get(draft.to_account_id)
     if source is None or target is None:
         raise NotFound("Account not found", field="accountId")
@@ -427,58 +430,75 @@ async def _write_postings(
     entry: _Entry,
     change: totals.TotalsChange,
 ) -> None:
-    cipher = tenant.cipher
-    for position, leg in enumerate(entry.legs):
-        posting = Posting(
-            workspace_id=tenant.workspace_id,
-            transaction_id=row.id,
-            account_id=leg.account_id,
-            category_id=leg.category_id,
-            date=entry.date,
-            currency=leg.money.currency,
-            amount_enc=b"",
-            position=position,
+    rows = _posting_rows(tenant, row.id, entry, change)
+    await session.execute(Posting.__table__.insert(), rows)  # type: ignore[attr-defined]
+
+
+async def _unlink_tags(session: AsyncSession, tenant: Tenant, transaction_id: uuid.UUID) -> None:
+    await session.execute(
+        delete(TransactionTag).where(
+            TransactionTag.workspace_id == tenant.workspace_id,  # type: ignore[arg-type]
+            TransactionTag.transaction_id == transaction_id,  # type: ignore[arg-type]
         )
-        posting.amount_enc = cipher.seal_int(leg.money.minor, POSTING_TABLE, "amount", posting.id)
-        posting.memo_enc = cipher.seal_optional(leg.memo, POSTING_TABLE, "memo", posting.id)
-        session.add(posting)
-        change.add(posting, leg.money.minor, +1)
+    )
 
 
 async def _set_tags(
     session: AsyncSession, tenant: Tenant, transaction_id: uuid.UUID, names: tuple[str, ...]
 ) -> None:
-    repository = LedgerRepository(session, tenant.workspace_id)
-    existing = {tag.name: tag for tag in await repository.tags_by_names(names)}
-    for name in names:
-        if name not in existing:
-            existing[name] = Tag(workspace_id=tenant.workspace_id, name=name)
-            session.add(existing[name])
-    await session.flush()
-    for link in await repository.tag_rows_of(transaction_id):
-        await session.delete(link)
-    for name in names:
-        session.add(
-            TransactionTag(
-                transaction_id=transaction_id,
-                tag_id=existing[name].id,
-                workspace_id=tenant.workspace_id,
-            )
-        )
+    await _unlink_tags(session, tenant, transaction_id)
+    await _link_tags(session, tenant, [(transaction_id, name) for name in names])
+
+
+def _transaction_values(
+    tenant: Tenant, row_id: uuid.UUID, entry: _Entry, kind: TransactionKind
+) -> dict[str, Any]:
+    """The columns of a transaction row that follow from its entry (sealed where secret)."""
+    cipher = tenant.cipher
+    primary = next(leg for leg in entry.legs if leg.account_id is not None)
+    return {
+        "date": entry.date,
+        "kind": kind.value,
+        "account_id": primary.account_id,
+        "currency": primary.money.currency,
+        "amount_enc": cipher.seal_int(primary.money.minor, TX_TABLE, "amount", row_id),
+        "payee_enc": cipher.seal_optional(entry.payee, TX_TABLE, "payee", row_id),
+        "narration_enc": cipher.seal_optional(entry.narration, TX_TABLE, "narration", row_id),
+        "notes_enc": cipher.seal_optional(entry.notes, TX_TABLE, "notes", row_id),
+    }
 
 
 def _fill(tenant: Tenant, row: Transaction, entry: _Entry, kind: TransactionKind) -> None:
+    for name, value in _transaction_values(tenant, row.id, entry, kind).items():
+        setattr(row, name, value)
+
+
+def _posting_rows(
+    tenant: Tenant, transaction_id: uuid.UUID, entry: _Entry, change: totals.TotalsChange
+) -> list[dict[str, Any]]:
+    """Rows for the entry's postings; their amounts also go into `change`."""
     cipher = tenant.cipher
-    primary = next(leg for leg in entry.legs if leg.account_id is not None)
-    assert primary.account_id is not None
-    row.date = entry.date
-    row.kind = kind.value
-    row.account_id = primary.account_id
-    row.currency = primary.money.currency
-    row.amount_enc = cipher.seal_int(primary.money.minor, TX_TABLE, "amount", row.id)
-    row.payee_enc = cipher.seal_optional(entry.payee, TX_TABLE, "payee", row.id)
-    row.narration_enc = cipher.seal_optional(entry.narration, TX_TABLE, "narration", row.id)
-    row.notes_enc = cipher.seal_optional(entry.notes, TX_TABLE, "notes", row.id)
+    rows = []
+    for position, leg in enumerate(entry.legs):
+        posting_id = uuid.uuid4()
+        target = leg.account_id or leg.category_id
+        assert target is not None
+        rows.append(
+            {
+                "id": posting_id,
+                "workspace_id": tenant.workspace_id,
+                "transaction_id": transaction_id,
+                "account_id": leg.account_id,
+                "category_id": leg.category_id,
+                "date": entry.date,
+                "currency": leg.money.currency,
+                "amount_enc": cipher.seal_int(leg.money.minor, POSTING_TABLE, "amount", posting_id),
+                "memo_enc": cipher.seal_optional(leg.memo, POSTING_TABLE, "memo", posting_id),
+                "position": position,
+            }
+        )
+        change.add(target, entry.date, leg.money.currency, leg.money.minor)
+    return rows
 
 
 async def _record(
@@ -522,7 +542,9 @@ async def _remove_postings(
         raise BadInput("The transaction is on an archived account", field="id")
     for posting in old:
         amount = tenant.cipher.open_int(posting.amount_enc, POSTING_TABLE, "amount", posting.id)
-        change.add(posting, amount, -1)
+        target = posting.account_id or posting.category_id
+        assert target is not None
+        change.add(target, posting.date, posting.currency, -amount, postings=-1)
     await session.execute(
         delete(Posting).where(
             Posting.workspace_id == tenant.workspace_id,  # type: ignore[arg-type]
@@ -652,8 +674,7 @@ async def remove(
             raise NotFound("Transaction not found", field="id")
         change = totals.TotalsChange()
         await _remove_postings(session, tenant, row, change)
-        for link in await repository.tag_rows_of(row.id):
-            await session.delete(link)
+        await _unlink_tags(session, tenant, row.id)
         await session.flush()
         await session.delete(row)
         await session.flush()
@@ -788,62 +809,71 @@ async def post_many(
     change = totals.TotalsChange()
     tx_rows: list[dict[str, Any]] = []
     posting_rows: list[dict[str, Any]] = []
-    tag_links: list[tuple[uuid.UUID, tuple[str, ...]]] = []
-    cipher = tenant.cipher
+    tag_links: list[tuple[uuid.UUID, str]] = []
+    now = utcnow()
     for draft in drafts:
         if isinstance(draft, TransactionDraft):
             account = account_rows.get(draft.account_id)
             if account is None:
                 raise NotFound("Account not found", field="accountId")
             entry = _entry_from_draft(draft, account)
+        elif isinstance(draft, TransferDraft):
+            entry = await _entry_from_transfer(session, tenant, draft, account_rows)
         else:
-            entry = await _entry(session, tenant, draft)
+            entry = _entry_from_journal(draft)
         _check_balanced(entry.legs)
         for leg in entry.legs:
             if leg.account_id is not None and leg.account_id not in account_rows:
                 raise NotFound("Account not found", field="accountId")
             if leg.category_id is not None and leg.category_id not in category_rows:
-                category_rows.update(
-                    {c.id: c for c in await repository.categories_by_ids([leg.category_id])}
-                )
-                if leg.category_id not in category_rows:
+                found = await repository.categories_by_ids([leg.category_id])
+                if not found:
                     raise NotFound("Category not found", field="categoryId")
-        row = Transaction(
-            workspace_id=tenant.workspace_id,
-            date=entry.date,
-            kind="",
-            account_id=uuid.UUID(int=0),
-            currency="",
-            amount_enc=b"",
+                category_rows[found[0].id] = found[0]
+        row_id = uuid.uuid4()
+        tx_rows.append(
+            {
+                "id": row_id,
+                "workspace_id": tenant.workspace_id,
+                "created_at": now,
+                "updated_at": now,
+                **_transaction_values(tenant, row_id, entry, _kind_of(entry, category_rows)),
+            }
         )
-        _fill(tenant, row, entry, _kind_of(entry, category_rows))
-        tx_rows.append(row.model_dump())
-        for position, leg in enumerate(entry.legs):
-            posting = Posting(
-                workspace_id=tenant.workspace_id,
-                transaction_id=row.id,
-                account_id=leg.account_id,
-                category_id=leg.category_id,
-                date=entry.date,
-                currency=leg.money.currency,
-                amount_enc=b"",
-                position=position,
-            )
-            posting.amount_enc = cipher.seal_int(
-                leg.money.minor, POSTING_TABLE, "amount", posting.id
-            )
-            posting.memo_enc = cipher.seal_optional(leg.memo, POSTING_TABLE, "memo", posting.id)
-            posting_rows.append(posting.model_dump())
-            change.add(posting, leg.money.minor, +1)
-        if entry.tags:
-            tag_links.append((row.id, entry.tags))
+        posting_rows.extend(_posting_rows(tenant, row_id, entry, change))
+        tag_links.extend((row_id, name) for name in entry.tags)
     batch = 2_000
-    for start in range(0, len(tx_rows), batch):
-        await session.execute(Transaction.__table__.insert(), tx_rows[start : start + batch])  # type: ignore[attr-defined]
-    for start in range(0, len(posting_rows), batch):
-        await session.execute(Posting.__table__.insert(), posting_rows[start : start + batch])  # type: ignore[attr-defined]
-    for transaction_id, names in tag_links:
-        await _set_tags(session, tenant, transaction_id, names)
-    await session.flush()
+    tables = (
+        (Transaction.__table__, tx_rows),  # type: ignore[attr-defined]
+        (Posting.__table__, posting_rows),  # type: ignore[attr-defined]
+    )
+    for table, rows in tables:
+        for start in range(0, len(rows), batch):
+            await session.execute(table.insert(), rows[start : start + batch])
+    await _link_tags(session, tenant, tag_links)
     await totals.apply(session, tenant, change)
     return len(tx_rows)
+
+
+async def _link_tags(
+    session: AsyncSession, tenant: Tenant, links: list[tuple[uuid.UUID, str]]
+) -> None:
+    """Create the missing tags once, then insert every link in one statement."""
+    if not links:
+        return
+    names = sorted({name for _, name in links})
+    repository = LedgerRepository(session, tenant.workspace_id)
+    tags = {tag.name: tag.id for tag in await repository.tags_by_names(names)}
+    for name in names:
+        if name not in tags:
+            tag = Tag(workspace_id=tenant.workspace_id, name=name)
+            session.add(tag)
+            tags[name] = tag.id
+    await session.flush()
+    await session.execute(
+        TransactionTag.__table__.insert(),  # type: ignore[attr-defined]
+        [
+            {"transaction_id": tx_id, "tag_id": tags[name], "workspace_id": tenant.workspace_id}
+            for tx_id, name in links
+        ],
+    )
