@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import strawberry
 from graphql import GraphQLError
+from graphql.validation import ASTValidationRule
 from strawberry import relay
 from strawberry.extensions import (
-    MaxAliasesLimiter,
+    AddValidationRules,
     MaxTokensLimiter,
     ParserCache,
-    QueryDepthLimiter,
     ValidationCache,
 )
+from strawberry.extensions.max_aliases import create_validator as max_aliases_rule
+from strawberry.extensions.query_depth_limiter import create_validator as max_depth_rule
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
@@ -31,6 +33,11 @@ class NodeQuery:
 
 Query = merge_types("Query", (IdentityQuery, LedgerQuery, NodeQuery))
 Mutation = merge_types("Mutation", (IdentityMutation, LedgerMutation))
+
+
+# Built once: QueryDepthLimiter/MaxAliasesLimiter make a new rule class per request, which
+# would defeat the validation cache (its key includes the rule classes).
+LIMIT_RULES: list[type[ASTValidationRule]] = [max_depth_rule(12, None), max_aliases_rule(30)]
 
 
 class WealthWiseSchema(strawberry.Schema):
@@ -56,8 +63,7 @@ schema = WealthWiseSchema(
         # Frontends send the same few documents again and again: parse and validate once.
         lambda: ParserCache(maxsize=512),
         lambda: ValidationCache(maxsize=512),
-        lambda: QueryDepthLimiter(max_depth=12),
+        lambda: AddValidationRules(LIMIT_RULES),
         lambda: MaxTokensLimiter(max_token_count=5_000),
-        lambda: MaxAliasesLimiter(max_alias_count=30),
     ],
 )
