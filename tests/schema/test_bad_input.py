@@ -196,6 +196,18 @@ def cases(ids: dict[str, str]) -> list[tuple[str, str, dict[str, Any], str]]:
         ),
         ("syntax error", "{ accounts { ", {}, "GRAPHQL_PARSE_FAILED"),
         ("unknown field", "{ accounts { secret } }", {}, "GRAPHQL_VALIDATION_FAILED"),
+        (
+            "too deep",
+            "{ categories " + "{ parent " * 12 + "{ name }" + " }" * 13,
+            {},
+            "GRAPHQL_VALIDATION_FAILED",
+        ),
+        (
+            "too many aliases",
+            "{ " + " ".join(f"a{i}: tags {{ id }}" for i in range(31)) + " }",
+            {},
+            "GRAPHQL_VALIDATION_FAILED",
+        ),
     ]
 
 
