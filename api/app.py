@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import hmac
 from collections.abc import AsyncIterator
@@ -53,6 +54,10 @@ def create_app(settings: Settings | None = None, services: AppServices | None = 
         async with unit_of_work(services.engine) as session:
             await services.keyring.ensure_system_keys(session)
         log.info("started", database=services.engine.url.render_as_string(hide_password=True))
+        # Move start-up objects out of the collector's way: full collections over them
+        # otherwise cost 150-200 ms pauses every few requests on a small machine.
+        gc.collect()
+        gc.freeze()
         yield {"services": services}
         await services.engine.dispose()
 

@@ -49,7 +49,7 @@ from starlette.routing import Route
 
 from api.app import build_services, create_app
 from domain.core.db import session_for, unit_of_work
-from domain.core.errors import DomainError, NotFound, Unauthenticated
+from domain.core.errors import DomainError, Unauthenticated
 from domain.core.money import Money
 from domain.core.settings import Settings
 from domain.core.tenancy import Tenant
@@ -374,12 +374,8 @@ def bare_routes(services: AppServices) -> list[Route]:
             if not token:
                 raise Unauthenticated("Sign in first")
             auth = await identity.resolve_access(session, services.signer, token)
-            workspace_id = await identity.default_workspace_id(session, auth.user_id)
-            if workspace_id is None:
-                raise NotFound("You belong to no workspace yet")
-            tenant = await identity.open_tenant(
-                session, services.keyring, auth.user_id, workspace_id
-            )
+            # Exactly what the GraphQL context does: the caller's first workspace.
+            tenant = await identity.open_tenant(session, services.keyring, auth.user_id, None)
             data = await work(session, tenant)
             await session.commit()
         except DomainError as error:

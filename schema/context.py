@@ -15,7 +15,7 @@ from starlette.responses import Response
 from strawberry.types import Info as StrawberryInfo
 
 from domain.core.db import session_for, unit_of_work
-from domain.core.errors import NotFound, Unauthenticated
+from domain.core.errors import Unauthenticated
 from domain.core.keys import Keyring
 from domain.core.settings import Settings
 from domain.core.tenancy import Tenant
@@ -108,15 +108,9 @@ class RequestContext:
     async def tenant(self) -> Tenant:
         if self._tenant is None:
             user_id = await self.user_id()
+            chosen = self.request.headers.get(WORKSPACE_HEADER)
+            workspace_id = _parse_workspace(chosen) if chosen else None
             async with self.db() as session:
-                chosen = self.request.headers.get(WORKSPACE_HEADER)
-                workspace_id = (
-                    _parse_workspace(chosen)
-                    if chosen
-                    else await identity.default_workspace_id(session, user_id)
-                )
-                if workspace_id is None:
-                    raise NotFound("You belong to no workspace yet")
                 self._tenant = await identity.open_tenant(
                     session, self.services.keyring, user_id, workspace_id
                 )

@@ -43,17 +43,22 @@ class IdentityRepository:
         )
         return result.scalar_one_or_none()
 
-    async def role_and_currency(
-        self, workspace_id: uuid.UUID, user_id: uuid.UUID
-    ) -> tuple[str, str] | None:
-        """The member's role and the workspace's base currency, in one query (every request)."""
-        result = await self.session.execute(
-            select(col(Membership.role), col(Workspace.base_currency))
+    async def membership_view(
+        self, user_id: uuid.UUID, workspace_id: uuid.UUID | None
+    ) -> tuple[uuid.UUID, str, str] | None:
+        """(workspace id, role, base currency) of one membership, or of the user's first
+        one when no workspace is named: one query, since every request needs it."""
+        statement = (
+            select(col(Membership.workspace_id), col(Membership.role), col(Workspace.base_currency))
             .join(Workspace, col(Workspace.id) == col(Membership.workspace_id))
-            .where(Membership.workspace_id == workspace_id, Membership.user_id == user_id)
+            .where(Membership.user_id == user_id)
+            .order_by(col(Membership.created_at), col(Membership.id))
+            .limit(1)
         )
-        row = result.first()
-        return None if row is None else (row[0], row[1])
+        if workspace_id is not None:
+            statement = statement.where(Membership.workspace_id == workspace_id)
+        row = (await self.session.execute(statement)).first()
+        return None if row is None else (row[0], row[1], row[2])
 
     async def memberships_of_user(self, user_id: uuid.UUID) -> list[tuple[Membership, Workspace]]:
         result = await self.session.execute(

@@ -254,13 +254,14 @@ async def workspace_name(session: AsyncSession, keyring: Keyring, workspace: Wor
 
 
 async def open_tenant(
-    session: AsyncSession, keyring: Keyring, user_id: uuid.UUID, workspace_id: uuid.UUID
+    session: AsyncSession, keyring: Keyring, user_id: uuid.UUID, workspace_id: uuid.UUID | None
 ) -> Tenant:
-    """The caller's view of a workspace; unknown and foreign workspaces look the same."""
-    found = await IdentityRepository(session).role_and_currency(workspace_id, user_id)
+    """The caller's view of a workspace (None: their first one); unknown and foreign
+    workspaces look the same."""
+    found = await IdentityRepository(session).membership_view(user_id, workspace_id)
     if found is None:
         raise NotFound("Workspace not found")
-    role, base_currency = found
+    workspace_id, role, base_currency = found
     cipher = await keyring.cipher(session, workspace_id)
     return Tenant(workspace_id, base_currency, cipher, user_id, role)
 

@@ -113,12 +113,14 @@ async def exchange_category(session: AsyncSession, tenant: Tenant) -> Category:
     return category
 
 
-def with_descendants(categories: list[Category], roots: set[uuid.UUID]) -> set[uuid.UUID]:
-    """The given categories and every category below them."""
+def with_descendants(
+    tree: list[tuple[uuid.UUID, uuid.UUID | None]], roots: set[uuid.UUID]
+) -> set[uuid.UUID]:
+    """The given categories and every category below them, from (id, parent id) pairs."""
     children: dict[uuid.UUID, list[uuid.UUID]] = {}
-    for category in categories:
-        if category.parent_id is not None:
-            children.setdefault(category.parent_id, []).append(category.id)
+    for category_id, parent_id in tree:
+        if parent_id is not None:
+            children.setdefault(parent_id, []).append(category_id)
     found, stack = set(roots), list(roots)
     while stack:
         for child in children.get(stack.pop(), []):

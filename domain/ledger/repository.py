@@ -59,6 +59,15 @@ class LedgerRepository:
             .order_by(col(Category.kind), col(Category.name))
         )
 
+    async def category_tree(self) -> list[tuple[uuid.UUID, uuid.UUID | None]]:
+        """(id, parent id) of every category: enough to expand a filter to subcategories."""
+        result = await self.session.execute(
+            select(col(Category.id), col(Category.parent_id)).where(
+                Category.workspace_id == self.workspace_id
+            )
+        )
+        return [(row[0], row[1]) for row in result.all()]
+
     async def category(self, category_id: uuid.UUID) -> Category | None:
         found = await self.categories_by_ids([category_id])
         return found[0] if found else None

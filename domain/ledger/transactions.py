@@ -730,11 +730,10 @@ async def _validate_filter(
         raise NotFound("Tag not found", field="tagIds")
     if not flt.category_ids:
         return ()
-    all_categories = await repository.categories()
-    known = {category.id for category in all_categories}
-    if not set(flt.category_ids) <= known:
+    tree = await repository.category_tree()
+    if not set(flt.category_ids) <= {category_id for category_id, _ in tree}:
         raise NotFound("Category not found", field="categoryIds")
-    return tuple(categories.with_descendants(all_categories, set(flt.category_ids)))
+    return tuple(categories.with_descendants(tree, set(flt.category_ids)))
 
 
 def _matches(item: TransactionView, flt: TransactionFilter) -> bool:
