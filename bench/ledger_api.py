@@ -24,6 +24,7 @@ import secrets
 import socket
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -373,9 +374,10 @@ def bare_routes(services: AppServices) -> list[Route]:
             token = header[7:].strip() if header.lower().startswith("bearer ") else ""
             if not token:
                 raise Unauthenticated("Sign in first")
-            auth = await identity.resolve_access(session, services.signer, token)
             # Exactly what the GraphQL context does: the caller's first workspace.
-            tenant = await identity.open_tenant(session, services.keyring, auth.user_id, None)
+            _auth, tenant = await identity.resolve_access_and_tenant(
+                session, services.signer, services.keyring, token, None
+            )
             data = await work(session, tenant)
             await session.commit()
         except DomainError as error:
@@ -474,6 +476,58 @@ def _free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def app_from_env() -> Starlette:
+    """The served app in a server process: settings from WEALTHWISE_* like `serve`."""
+    settings = Settings()
+    return build_app(settings, build_services(settings))
+
+
+@contextmanager
+def serve_process(settings: Settings) -> Iterator[tuple[str, dict[str, str]]]:
+    """A real uvicorn server in its own process (its own GIL, as in production), on a
+    free port, with the benchmark's settings passed through the environment."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        "WEALTHWISE_DATA_DIR": str(settings.data_dir),
+        "WEALTHWISE_LOG_LEVEL": "WARNING",
+        "WEALTHWISE_GRAPHIQL": "false",
+        "WEALTHWISE_ACCESS_TOKEN_MINUTES": str(settings.access_token_minutes),
+    }
+    if settings.database_url:
+        env["WEALTHWISE_DATABASE_URL"] = settings.database_url
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "bench.ledger_api:app_from_env",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+    process = subprocess.Popen(command, env=env)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            try:
+                if httpx.get(f"{base_url}/health/live", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        yield base_url, {"server": "uvicorn process", "loop": "auto", "http": "auto"}
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 @contextmanager
@@ -791,7 +845,12 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
                 f"({fixture.transactions / fixture.build_seconds:,.0f}/s)",
                 flush=True,
             )
-            with serve(build_app(settings, services)) as (base_url, server):
+            server_context = (
+                serve(build_app(settings, services))
+                if args.server == "thread"
+                else serve_process(settings)
+            )
+            with server_context as (base_url, server):
                 cases = measure(base_url, fixture, args)
         finally:
             if scratch is not None:
@@ -892,6 +951,12 @@ def print_table(result: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument(
+        "--server",
+        choices=["process", "thread"],
+        default="process",
+        help="uvicorn in its own process (default) or in a thread of the client's process",
+    )
     parser.add_argument("--transactions", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=200, help="timed requests per side")
     parser.add_argument("--warmup", type=int, default=20, help="untimed requests per side")

@@ -107,9 +107,16 @@ class RequestContext:
 
     async def tenant(self) -> Tenant:
         if self._tenant is None:
-            user_id = await self.user_id()
             chosen = self.request.headers.get(WORKSPACE_HEADER)
             workspace_id = _parse_workspace(chosen) if chosen else None
+            token = self.access_token()
+            if self._auth is None and token is not None:
+                async with self.db() as session:
+                    self._auth, self._tenant = await identity.resolve_access_and_tenant(
+                        session, self.services.signer, self.services.keyring, token, workspace_id
+                    )
+                return self._tenant
+            user_id = await self.user_id()
             async with self.db() as session:
                 self._tenant = await identity.open_tenant(
                     session, self.services.keyring, user_id, workspace_id

@@ -21,14 +21,10 @@ hypothesis_settings.load_profile("ci")
 BACKENDS = ["sqlite", "postgresql"]
 
 
-@pytest.fixture(scope="session", params=BACKENDS)
-def database(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Settings]:
-    """A migrated database per backend, shared by the session (tests use fresh workspaces)."""
-    data_dir = tmp_path_factory.mktemp(f"data-{request.param}")
-    if request.param == "sqlite":
-        settings = test_services.test_settings(data_dir, None)
+def _migrated(backend: str, data_dir: Path) -> Iterator[Settings]:
+    """A migrated database of one backend; a PostgreSQL one is dropped afterwards."""
+    if backend == "sqlite":
+        settings = test_services.settings_for(data_dir, None)
         test_services.migrate(settings)
         yield settings
         return
@@ -36,7 +32,7 @@ def database(
         url = test_services.create_postgres_database()
     except OSError as error:
         test_services.unavailable("PostgreSQL", error)
-    settings = test_services.test_settings(data_dir, url)
+    settings = test_services.settings_for(data_dir, url)
     try:
         test_services.migrate(settings)
         yield settings
@@ -44,9 +40,12 @@ def database(
         test_services.drop_postgres_database(url)
 
 
-@pytest.fixture
-def backend(database: Settings) -> str:
-    return "sqlite" if database.is_sqlite else "postgresql"
+@pytest.fixture(scope="session", params=BACKENDS)
+def database(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Settings]:
+    """A migrated database per backend, shared by the session (tests use fresh workspaces)."""
+    yield from _migrated(request.param, tmp_path_factory.mktemp(f"data-{request.param}"))
 
 
 @pytest.fixture
@@ -54,11 +53,6 @@ async def services(database: Settings) -> AsyncIterator[AppServices]:
     built = build_services(database)
     yield built
     await built.engine.dispose()
-
-
-@pytest.fixture
-def app_settings(database: Settings) -> Settings:
-    return database
 
 
 @pytest.fixture
@@ -79,26 +73,7 @@ async def make_client(services: AppServices) -> AsyncIterator[object]:
         await http.aclose()
 
 
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    return tmp_path
-
-
 @pytest.fixture(params=BACKENDS)
 def fresh_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
     """A database of the test's own (for tests that need fixed emails or raw inspection)."""
-    if request.param == "sqlite":
-        settings = test_services.test_settings(tmp_path, None)
-        test_services.migrate(settings)
-        yield settings
-        return
-    try:
-        url = test_services.create_postgres_database()
-    except OSError as error:
-        test_services.unavailable("PostgreSQL", error)
-    settings = test_services.test_settings(tmp_path, url)
-    try:
-        test_services.migrate(settings)
-        yield settings
-    finally:
-        test_services.drop_postgres_database(url)
+    yield from _migrated(request.param, tmp_path)

@@ -39,7 +39,7 @@ def unavailable(what: str, error: BaseException) -> None:
     pytest.skip(message)
 
 
-def test_settings(data_dir: Path, database_url: str | None) -> Settings:
+def settings_for(data_dir: Path, database_url: str | None) -> Settings:
     return Settings(
         environment="test",
         data_dir=data_dir,

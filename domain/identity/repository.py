@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from sqlalchemy import and_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -59,6 +60,33 @@ class IdentityRepository:
             statement = statement.where(Membership.workspace_id == workspace_id)
         row = (await self.session.execute(statement)).first()
         return None if row is None else (row[0], row[1], row[2])
+
+    async def auth_session_with_membership(
+        self, session_id: uuid.UUID, workspace_id: uuid.UUID | None
+    ) -> tuple[AuthSession | None, tuple[uuid.UUID, str, str] | None]:
+        """The session and its user's membership view (as `membership_view`) in one query:
+        every authenticated GraphQL request needs both before anything else."""
+        on = [col(Membership.user_id) == col(AuthSession.user_id)]
+        if workspace_id is not None:
+            on.append(col(Membership.workspace_id) == workspace_id)
+        statement = (
+            select(
+                AuthSession,
+                col(Membership.workspace_id),
+                col(Membership.role),
+                col(Workspace.base_currency),
+            )
+            .outerjoin(Membership, and_(*on))
+            .outerjoin(Workspace, col(Workspace.id) == col(Membership.workspace_id))
+            .where(col(AuthSession.id) == session_id)
+            .order_by(col(Membership.created_at), col(Membership.id))
+            .limit(1)
+        )
+        row = (await self.session.execute(statement)).first()
+        if row is None:
+            return None, None
+        membership = None if row[1] is None or row[3] is None else (row[1], row[2], row[3])
+        return row[0], membership
 
     async def memberships_of_user(self, user_id: uuid.UUID) -> list[tuple[Membership, Workspace]]:
         result = await self.session.execute(

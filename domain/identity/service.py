@@ -29,7 +29,7 @@ from domain.identity.models import (
     Workspace,
 )
 from domain.identity.repository import IdentityRepository
-from domain.identity.tokens import TokenSigner
+from domain.identity.tokens import AccessClaims, TokenSigner
 from domain.ledger import categories
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -216,10 +216,7 @@ async def end_all_sessions(session: AsyncSession, user_id: uuid.UUID) -> int:
     return len(live)
 
 
-async def resolve_access(session: AsyncSession, signer: TokenSigner, token: str) -> AuthSession:
-    """The live session behind an access token (a revoked session refuses its tokens)."""
-    claims = signer.verify(token)
-    auth_session = await IdentityRepository(session).auth_session(claims.session_id)
+def _live(auth_session: AuthSession | None, claims: AccessClaims) -> AuthSession:
     if (
         auth_session is None
         or auth_session.revoked_at is not None
@@ -227,6 +224,29 @@ async def resolve_access(session: AsyncSession, signer: TokenSigner, token: str)
     ):
         raise Unauthenticated("This session has ended")
     return auth_session
+
+
+async def resolve_access(session: AsyncSession, signer: TokenSigner, token: str) -> AuthSession:
+    """The live session behind an access token (a revoked session refuses its tokens)."""
+    claims = signer.verify(token)
+    return _live(await IdentityRepository(session).auth_session(claims.session_id), claims)
+
+
+async def resolve_access_and_tenant(
+    session: AsyncSession,
+    signer: TokenSigner,
+    keyring: Keyring,
+    token: str,
+    workspace_id: uuid.UUID | None,
+) -> tuple[AuthSession, Tenant]:
+    """`resolve_access` then `open_tenant`, in one query."""
+    claims = signer.verify(token)
+    repository = IdentityRepository(session)
+    found, membership = await repository.auth_session_with_membership(
+        claims.session_id, workspace_id
+    )
+    auth_session = _live(found, claims)
+    return auth_session, await _tenant(session, keyring, auth_session.user_id, membership)
 
 
 async def create_workspace(
@@ -259,9 +279,18 @@ async def open_tenant(
     """The caller's view of a workspace (None: their first one); unknown and foreign
     workspaces look the same."""
     found = await IdentityRepository(session).membership_view(user_id, workspace_id)
-    if found is None:
+    return await _tenant(session, keyring, user_id, found)
+
+
+async def _tenant(
+    session: AsyncSession,
+    keyring: Keyring,
+    user_id: uuid.UUID,
+    membership: tuple[uuid.UUID, str, str] | None,
+) -> Tenant:
+    if membership is None:
         raise NotFound("Workspace not found")
-    workspace_id, role, base_currency = found
+    workspace_id, role, base_currency = membership
     cipher = await keyring.cipher(session, workspace_id)
     return Tenant(workspace_id, base_currency, cipher, user_id, role)
 
