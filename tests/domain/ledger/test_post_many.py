@@ -1,0 +1,81 @@
+"""The bulk path (`post_many`) records exactly what one `post` per draft records."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain import demo
+from domain.core.db import create_engine, unit_of_work
+from domain.core.keys import Keyring
+from domain.core.settings import Settings
+from domain.core.tenancy import Tenant
+from domain.identity import service as identity
+from domain.ledger import accounts, fx, reports
+from domain.ledger import transactions as tx
+from domain.ledger.repository import LedgerRepository
+
+Draft = tx.TransactionDraft | tx.TransferDraft | tx.JournalDraft
+
+ANCHOR = dt.date(2026, 3, 14)
+
+
+async def _household(session: AsyncSession, keyring: Keyring) -> tuple[Tenant, list[Draft]]:
+    user = await identity.register(
+        session,
+        keyring,
+        email=f"bulk-{uuid.uuid4().hex}@example.com",
+        password="0123456789ab",
+        name="Bulk",
+    )
+    tenant = await identity.open_tenant(session, keyring, user.id, None)
+    ids = {}
+    for spec in demo.ACCOUNTS:
+        created = await accounts.create_account(
+            session,
+            tenant,
+            name=spec.name,
+            kind=spec.kind,
+            currency=spec.currency,
+            opening_balance=spec.opening,
+            opening_date=demo.first_month(ANCHOR),
+        )
+        ids[spec.key] = created.id
+    categories = {
+        c.name: c.id for c in await LedgerRepository(session, tenant.workspace_id).categories()
+    }
+    drafts, rates = demo._plan(ANCHOR, ids, categories)
+    for day, rate in rates:
+        await fx.set_rate(session, tenant, base="USD", quote="INR", on=day, rate=str(rate))
+    return tenant, list(drafts[:400])
+
+
+async def _state(session: AsyncSession, tenant: Tenant) -> tuple[object, ...]:
+    repository = LedgerRepository(session, tenant.workspace_id)
+    balances = await accounts.balances(session, tenant, await repository.accounts())
+    period = reports.Period(dt.date(2023, 1, 1), ANCHOR)
+    summary = await reports.spending_summary(session, tenant, period, reports.GroupBy.PAYEE)
+    flow = await reports.cashflow(session, tenant, period)
+    names = {a.id: accounts.view(tenant, a).name for a in await repository.accounts()}
+    return (
+        sorted((names[k], v.minor, v.currency) for k, v in balances.items()),
+        [(r.label, r.amount.minor, r.postings) for r in summary.rows],
+        [(m.month, m.income.minor, m.expenses.minor) for m in flow.months],
+        len(await repository.tags()),
+    )
+
+
+async def test_post_many_matches_one_post_per_draft(database: Settings) -> None:
+    engine = create_engine(database)
+    keyring = Keyring.from_settings(database)
+    async with unit_of_work(engine) as session:
+        bulk_tenant, drafts = await _household(session, keyring)
+        assert await tx.post_many(session, bulk_tenant, drafts) == len(drafts)
+        single_tenant, same = await _household(session, keyring)
+        for number, draft in enumerate(same):
+            await tx.post(session, single_tenant, draft, idempotency_key=f"k{number}")
+        assert any(isinstance(d, tx.TransferDraft) for d in drafts)
+        assert await _state(session, bulk_tenant) == await _state(session, single_tenant)
+    await engine.dispose()
