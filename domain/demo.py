@@ -22,6 +22,7 @@ from domain.core.crypto import blind_index
 from domain.core.db import create_engine, unit_of_work
 from domain.core.keys import Keyring
 from domain.core.settings import Settings
+from domain.core.tenancy import Tenant
 from domain.identity import service as identity
 from domain.identity.repository import IdentityRepository
 from domain.ledger import fx
@@ -1040,6 +1041,32 @@ async def _category_ids(session: AsyncSession, workspace_id: uuid.UUID) -> dict[
     return found
 
 
+async def prepare_ledger(
+    session: AsyncSession, tenant: Tenant, anchor: date
+) -> tuple[dict[str, uuid.UUID], list[Draft], int]:
+    """Open the demo accounts and FX rates in `tenant`; return the accounts, the planned
+    transactions (not yet posted) and the number of rates."""
+    start = first_month(anchor)
+    accounts: dict[str, uuid.UUID] = {}
+    for spec in ACCOUNTS:
+        created = await create_account(
+            session,
+            tenant,
+            name=spec.name,
+            kind=spec.kind,
+            currency=spec.currency,
+            opening_balance=spec.opening,
+            opening_date=start,
+            number=spec.number,
+            institution=spec.institution,
+        )
+        accounts[spec.key] = created.id
+    drafts, rates = _plan(anchor, accounts, await _category_ids(session, tenant.workspace_id))
+    for day, rate in rates:
+        await fx.set_rate(session, tenant, base="USD", quote=BASE_CURRENCY, on=day, rate=str(rate))
+    return accounts, list(drafts), len(rates)
+
+
 async def seed_household(
     session: AsyncSession, keyring: Keyring, *, anchor: date
 ) -> DemoHousehold | None:
@@ -1066,24 +1093,7 @@ async def seed_household(
     await identity.invite_member(session, keyring, tenant, rohan_email, "member")
 
     start = first_month(anchor)
-    accounts: dict[str, uuid.UUID] = {}
-    for spec in ACCOUNTS:
-        created = await create_account(
-            session,
-            tenant,
-            name=spec.name,
-            kind=spec.kind,
-            currency=spec.currency,
-            opening_balance=spec.opening,
-            opening_date=start,
-            number=spec.number,
-            institution=spec.institution,
-        )
-        accounts[spec.key] = created.id
-
-    drafts, rates = _plan(anchor, accounts, await _category_ids(session, workspace_id))
-    for day, rate in rates:
-        await fx.set_rate(session, tenant, base="USD", quote=BASE_CURRENCY, on=day, rate=str(rate))
+    accounts, drafts, rates = await prepare_ledger(session, tenant, anchor)
     posted = await post_many(session, tenant, drafts)
     return DemoHousehold(
         workspace_id=workspace_id,
@@ -1093,7 +1103,7 @@ async def seed_household(
         first_day=start,
         anchor=anchor,
         transactions=posted,
-        fx_rates=len(rates),
+        fx_rates=rates,
     )
 
 

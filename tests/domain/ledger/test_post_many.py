@@ -13,16 +13,14 @@ from domain.core.keys import Keyring
 from domain.core.settings import Settings
 from domain.core.tenancy import Tenant
 from domain.identity import service as identity
-from domain.ledger import accounts, fx, reports
+from domain.ledger import accounts, reports
 from domain.ledger import transactions as tx
 from domain.ledger.repository import LedgerRepository
-
-Draft = tx.TransactionDraft | tx.TransferDraft | tx.JournalDraft
 
 ANCHOR = dt.date(2026, 3, 14)
 
 
-async def _household(session: AsyncSession, keyring: Keyring) -> tuple[Tenant, list[Draft]]:
+async def _household(session: AsyncSession, keyring: Keyring) -> tuple[Tenant, list[demo.Draft]]:
     user = await identity.register(
         session,
         keyring,
@@ -31,24 +29,7 @@ async def _household(session: AsyncSession, keyring: Keyring) -> tuple[Tenant, l
         name="Bulk",
     )
     tenant = await identity.open_tenant(session, keyring, user.id, None)
-    ids = {}
-    for spec in demo.ACCOUNTS:
-        created = await accounts.create_account(
-            session,
-            tenant,
-            name=spec.name,
-            kind=spec.kind,
-            currency=spec.currency,
-            opening_balance=spec.opening,
-            opening_date=demo.first_month(ANCHOR),
-        )
-        ids[spec.key] = created.id
-    categories = {
-        c.name: c.id for c in await LedgerRepository(session, tenant.workspace_id).categories()
-    }
-    drafts, rates = demo._plan(ANCHOR, ids, categories)
-    for day, rate in rates:
-        await fx.set_rate(session, tenant, base="USD", quote="INR", on=day, rate=str(rate))
+    _accounts, drafts, _rates = await demo.prepare_ledger(session, tenant, ANCHOR)
     return tenant, list(drafts[:400])
 
 
