@@ -34,7 +34,8 @@ def decode_cursor(key: bytes, workspace_id: uuid.UUID, cursor: str) -> tuple[dt.
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise invalid from None
     payload = f"{day}|{row_id}"
-    if not hmac.compare_digest(signature, _signature(key, workspace_id, payload)):
+    expected = _signature(key, workspace_id, payload)
+    if not hmac.compare_digest(signature.encode(), expected.encode()):
         raise invalid
     try:
         return dt.date.fromisoformat(day), uuid.UUID(row_id)

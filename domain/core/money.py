@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
 
 from domain.core.errors import BadInput
 
@@ -41,6 +41,10 @@ def check_currency(currency: str) -> str:
     return currency
 
 
+# Amounts up to 10^15 - 1 major units: beyond any household, far inside a 128-bit integer.
+MAX_INTEGER_DIGITS = 15
+
+
 @dataclass(frozen=True, slots=True)
 class Money:
     minor: int
@@ -48,7 +52,11 @@ class Money:
 
     @classmethod
     def parse(cls, amount: Decimal | str, currency: str, *, field: str = "amount") -> Money:
-        """Exact conversion from a decimal amount; refuses more decimals than the currency has."""
+        """Exact conversion from a decimal amount; refuses more decimals than the currency has.
+
+        Done on the digits with Python integers, so no decimal context can round, overflow
+        or underflow on the way.
+        """
         places = exponent(currency)
         try:
             value = Decimal(amount)
@@ -56,15 +64,18 @@ class Money:
             raise BadInput(f"Not a decimal amount: {amount!r}", field=field) from None
         if not value.is_finite():
             raise BadInput("Amount must be a finite number", field=field)
-        scaled = value.scaleb(places)
-        if scaled != scaled.to_integral_value():
+        sign, digits, power = value.as_tuple()
+        assert isinstance(power, int)
+        while power < 0 and digits and digits[-1] == 0:  # 1.500 is 1.5
+            digits, power = digits[:-1], power + 1
+        if power < -places:
             raise BadInput(
                 f"{currency} allows at most {places} decimal places, got {amount}", field=field
             )
-        minor = int(scaled)
-        if abs(minor) >= 10**15:
+        if any(digits) and len(digits) + power > MAX_INTEGER_DIGITS:
             raise BadInput("Amount is out of range", field=field)
-        return cls(minor, currency)
+        minor = int("".join(map(str, digits)) or "0") * 10 ** (power + places)
+        return cls(-minor if sign else minor, currency)
 
     @classmethod
     def zero(cls, currency: str) -> Money:
@@ -94,7 +105,11 @@ class Money:
 
 
 def convert(minor: int, currency: str, rate: Decimal, target: str) -> int:
-    """Convert minor units at `rate` (target per unit of source), rounding half-even."""
-    value = Decimal(minor).scaleb(-exponent(currency)) * rate
-    quantum = Decimal(1).scaleb(-exponent(target))
-    return int(value.quantize(quantum, rounding=ROUND_HALF_EVEN).scaleb(exponent(target)))
+    """Convert minor units at `rate` (target per unit of source), rounding half-even.
+
+    Precise for any amount Money accepts times any rate the FX table accepts."""
+    with localcontext() as context:
+        context.prec = 60
+        value = Decimal(minor).scaleb(-exponent(currency)) * rate
+        quantum = Decimal(1).scaleb(-exponent(target))
+        return int(value.quantize(quantum, rounding=ROUND_HALF_EVEN).scaleb(exponent(target)))

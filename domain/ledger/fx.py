@@ -14,6 +14,9 @@ from domain.core.tenancy import Tenant
 from domain.ledger.models import FxRate
 from domain.ledger.repository import LedgerRepository
 
+MIN_RATE = Decimal("1e-9")
+MAX_RATE = Decimal("1e9")
+
 
 class FxTable:
     """Rates in memory: the latest rate on or before a date, in either direction."""
@@ -64,6 +67,11 @@ async def set_rate(
         raise BadInput(f"Not a decimal rate: {rate!r}", field="rate") from None
     if not value.is_finite() or value <= 0:
         raise BadInput("An FX rate must be a positive number", field="rate")
+    if not MIN_RATE <= value <= MAX_RATE or len(value.normalize().as_tuple().digits) > 20:
+        raise BadInput(
+            f"An FX rate lies between {MIN_RATE} and {MAX_RATE}, with at most 20 digits",
+            field="rate",
+        )
     repository = LedgerRepository(session, tenant.workspace_id)
     existing = await repository.fx_rate_on(base, quote, on)
     if existing is not None:

@@ -27,6 +27,7 @@ from domain.ledger.repository import LedgerRepository
 from domain.ledger.transactions import POSTING_TABLE, TX_TABLE
 
 MAX_PERIOD_DAYS = 366 * 10
+EARLIEST, LATEST = dt.date(1900, 1, 1), dt.date(9998, 12, 31)
 LIABILITY_KINDS = {AccountKind.CREDIT_CARD.value, AccountKind.LOAN.value}
 
 
@@ -46,6 +47,8 @@ class Period:
             raise BadInput("The period starts after it ends", field="period")
         if (self.end - self.start).days > MAX_PERIOD_DAYS:
             raise BadInput("A period spans at most ten years", field="period")
+        if not (self.start >= EARLIEST and self.end <= LATEST):
+            raise BadInput(f"A period lies between {EARLIEST} and {LATEST}", field="period")
 
     def months(self) -> list[int]:
         found, month = [], totals.month_of(self.start)

@@ -713,15 +713,15 @@ async def _validate_filter(
     repository = LedgerRepository(session, tenant.workspace_id)
     if flt.date_from and flt.date_to and flt.date_from > flt.date_to:
         raise BadInput("dateFrom is after dateTo", field="dateFrom")
+    for bound in (flt.amount_min, flt.amount_max):
+        if bound is not None and (not bound.is_finite() or bound < 0):
+            raise BadInput("Amount bounds are non-negative numbers", field="amountMin")
     if (
         flt.amount_min is not None
         and flt.amount_max is not None
         and flt.amount_min > flt.amount_max
     ):
         raise BadInput("amountMin is above amountMax", field="amountMin")
-    for bound in (flt.amount_min, flt.amount_max):
-        if bound is not None and (not bound.is_finite() or bound < 0):
-            raise BadInput("Amount bounds are non-negative numbers", field="amountMin")
     if flt.text is not None and len(flt.text) > 200:
         raise BadInput("The search text is longer than 200 characters", field="text")
     if len(await repository.accounts_by_ids(flt.account_ids)) != len(set(flt.account_ids)):

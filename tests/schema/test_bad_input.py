@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 from typing import Any
 
@@ -207,6 +208,44 @@ def cases(ids: dict[str, str]) -> list[tuple[str, str, dict[str, Any], str]]:
             "{ " + " ".join(f"a{i}: tags {{ id }}" for i in range(31)) + " }",
             {},
             "GRAPHQL_VALIDATION_FAILED",
+        ),
+        (
+            "31 decimals",
+            POST,
+            {"i": {**spend, "amount": "-0.1" + "0" * 29 + "1"}},
+            "BAD_USER_INPUT",
+        ),
+        ("a huge exponent", POST, {"i": {**spend, "amount": "-1e999998"}}, "BAD_USER_INPUT"),
+        (
+            "a vanishing exponent",
+            ACCOUNT,
+            {"i": {"name": "V", "kind": "CASH", "currency": "INR", "openingBalance": "1e-999999"}},
+            "BAD_USER_INPUT",
+        ),
+        (
+            "a NaN amount bound",
+            TRANSACTIONS,
+            {"f": {"amountMin": "NaN", "amountMax": "5"}},
+            "BAD_USER_INPUT",
+        ),
+        (
+            "a period at the end of time",
+            '{ cashflow(period: {start: "9999-01-01", end: "9999-12-31"}) { net { amount } } }',
+            {},
+            "BAD_USER_INPUT",
+        ),
+        (
+            "an absurd FX rate",
+            'mutation { setFxRate(base: "USD", quote: "INR", date: "2025-01-01", rate: "1e30") '
+            "{ rate } }",
+            {},
+            "BAD_USER_INPUT",
+        ),
+        (
+            "a forged non-ASCII cursor",
+            TRANSACTIONS,
+            {"after": base64.urlsafe_b64encode("2025-01-01|x|é".encode()).decode()},
+            "BAD_USER_INPUT",
         ),
     ]
 
