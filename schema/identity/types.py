@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from enum import Enum
 
 import strawberry
@@ -30,6 +31,24 @@ class User(relay.Node):
     def of(cls, profile: identity.Profile) -> User:
         return cls(id=profile.id.hex, email=profile.email, name=profile.name)
 
+    @classmethod
+    async def resolve_nodes(  # type: ignore[override]
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
+    ) -> list[User | None]:
+        """Only yourself: other people are reached through a workspace's members."""
+        user_id = await info.context.user_id()
+        found: list[User | None] = []
+        for node_id in node_ids:
+            if node_id != user_id.hex:
+                found.append(None)
+                continue
+            async with info.context.db() as session:
+                user = await IdentityRepository(session).user(user_id)
+                assert user is not None
+                profile = await identity.profile(session, info.context.services.keyring, user)
+            found.append(cls.of(profile))
+        return found
+
 
 @strawberry.type
 class Member:
@@ -43,6 +62,24 @@ class Workspace(relay.Node):
     name: str
     base_currency: str
     role: Role = strawberry.field(description="Your role in this workspace.")
+
+    @classmethod
+    async def resolve_nodes(  # type: ignore[override]
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
+    ) -> list[Workspace | None]:
+        """Only workspaces you belong to."""
+        user_id = await info.context.user_id()
+        keyring = info.context.services.keyring
+        mine: dict[str, Workspace] = {}
+        async with info.context.db() as session:
+            for membership, row in await IdentityRepository(session).memberships_of_user(user_id):
+                mine[row.id.hex] = cls(
+                    id=row.id.hex,
+                    name=await identity.workspace_name(session, keyring, row),
+                    base_currency=row.base_currency,
+                    role=Role(membership.role),
+                )
+        return [mine.get(node_id) for node_id in node_ids]
 
     @strawberry.field
     async def members(self, info: Info) -> list[Member]:

@@ -157,6 +157,21 @@ class Tag(relay.Node):
     def of(cls, row: TagRow) -> Tag:
         return cls(id=row.id.hex, name=row.name)
 
+    @classmethod
+    async def resolve_nodes(  # type: ignore[override]
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
+    ) -> list[Tag | None]:
+        from domain.ledger.repository import LedgerRepository
+
+        tenant = await info.context.tenant()
+        ids = await _uuid_nodes(node_ids)
+        async with info.context.db() as session:
+            rows = await LedgerRepository(session, tenant.workspace_id).tags_by_ids(
+                [i for i in ids if i]
+            )
+        by_id = {row.id: row for row in rows}
+        return [cls.of(by_id[i]) if i in by_id else None for i in ids]
+
 
 @strawberry.type
 class Posting:

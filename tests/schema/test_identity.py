@@ -152,3 +152,34 @@ async def test_create_workspace_makes_the_caller_its_owner(make_client: Any) -> 
     client.use_workspace(workspace["id"])
     names = {c["name"] for c in (await client.ok("{ categories { name } }"))["categories"]}
     assert {"Groceries", "Salary", "Currency exchange"} <= names
+
+
+async def test_node_answers_for_your_own_objects_of_every_type_and_null_for_others(
+    make_client: Any,
+) -> None:
+    client = make_client()
+    session = await register(client)
+    other = make_client()
+    stranger = await register(other, name="Eve")
+    account = (
+        await client.ok(
+            'mutation { createAccount(input: {name: "A", kind: CASH, currency: "INR"}) { id } }'
+        )
+    )["createAccount"]["id"]
+    category = (await client.ok("{ categories { id } }"))["categories"][0]["id"]
+    await client.ok(
+        """mutation($a: ID!, $c: ID!) { postTransaction(idempotencyKey: "n", input: {
+            accountId: $a, categoryId: $c, amount: "-1", date: "2025-01-01", tags: ["x"]
+        }) { id } }""",
+        a=account,
+        c=category,
+    )
+    tag = (await client.ok("{ tags { id } }"))["tags"][0]["id"]
+    own = [session["user"]["id"], session["workspaces"][0]["id"], account, category, tag]
+    for node_id in own:
+        found = await client.ok("query($id: ID!) { node(id: $id) { id } }", id=node_id)
+        assert found["node"] == {"id": node_id}
+    for node_id in (stranger["user"]["id"], stranger["workspaces"][0]["id"]):
+        assert (await client.ok("query($id: ID!) { node(id: $id) { id } }", id=node_id))[
+            "node"
+        ] is None
