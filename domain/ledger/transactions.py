@@ -264,17 +264,25 @@ async def _references(
         raise NotFound("Account not found", field="accountId")
     if category_ids - found.keys():
         raise NotFound("Category not found", field="categoryId")
-    for leg in legs:
-        if leg.account_id is not None:
-            account = accounts[leg.account_id]
-            if account.archived:
-                raise BadInput("The account is archived", field="accountId")
-            if account.currency != leg.money.currency:
-                raise BadInput(
-                    f"The account holds {account.currency}, not {leg.money.currency}",
-                    field="currency",
-                )
+    _check_accounts(legs, accounts)
     return accounts, found
+
+
+def _check_accounts(legs: Sequence[_Leg], accounts: dict[uuid.UUID, Account]) -> None:
+    """Every account leg names a known, open account, in that account's currency."""
+    for leg in legs:
+        if leg.account_id is None:
+            continue
+        account = accounts.get(leg.account_id)
+        if account is None:
+            raise NotFound("Account not found", field="accountId")
+        if account.archived:
+            raise BadInput("The account is archived", field="accountId")
+        if account.currency != leg.money.currency:
+            raise BadInput(
+                f"The account holds {account.currency}, not {leg.money.currency}",
+                field="currency",
+            )
 
 
 def _kind_of(entry: _Entry, found: dict[uuid.UUID, Category]) -> TransactionKind:
@@ -821,9 +829,8 @@ async def post_many(
         else:
             entry = _entry_from_journal(draft)
         _check_balanced(entry.legs)
+        _check_accounts(entry.legs, account_rows)
         for leg in entry.legs:
-            if leg.account_id is not None and leg.account_id not in account_rows:
-                raise NotFound("Account not found", field="accountId")
             if leg.category_id is not None and leg.category_id not in category_rows:
                 found = await repository.categories_by_ids([leg.category_id])
                 if not found:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from decimal import Decimal
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain import demo
 from domain.core.db import create_engine, unit_of_work
+from domain.core.errors import BadInput
 from domain.core.keys import Keyring
 from domain.core.settings import Settings
 from domain.core.tenancy import Tenant
@@ -59,4 +62,26 @@ async def test_post_many_matches_one_post_per_draft(database: Settings) -> None:
             await tx.post(session, single_tenant, draft, idempotency_key=f"k{number}")
         assert any(isinstance(d, tx.TransferDraft) for d in drafts)
         assert await _state(session, bulk_tenant) == await _state(session, single_tenant)
+    await engine.dispose()
+
+
+async def test_post_many_refuses_what_post_refuses(database: Settings) -> None:
+    engine = create_engine(database)
+    keyring = Keyring.from_settings(database)
+    async with unit_of_work(engine) as session:
+        tenant, drafts = await _household(session, keyring)
+        spend = next(d for d in drafts if isinstance(d, tx.TransactionDraft) and d.category_id)
+        account, category = spend.account_id, spend.category_id
+        wrong_currency = tx.JournalDraft(
+            date=ANCHOR,
+            postings=(
+                tx.PostingDraft(amount=Decimal("-1"), currency="USD", account_id=account),
+                tx.PostingDraft(amount=Decimal("1"), currency="USD", category_id=category),
+            ),
+        )
+        with pytest.raises(BadInput, match="holds INR"):
+            await tx.post_many(session, tenant, [wrong_currency])
+        await accounts.update_account(session, tenant, account, archived=True)
+        with pytest.raises(BadInput, match="archived"):
+            await tx.post_many(session, tenant, [spend])
     await engine.dispose()
