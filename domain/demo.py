@@ -1090,7 +1090,8 @@ async def seed_household(
     workspace_id = await identity.default_workspace_id(session, asha.id)
     assert workspace_id is not None
     tenant = await identity.open_tenant(session, keyring, asha.id, workspace_id)
-    await identity.invite_member(session, keyring, tenant, rohan_email, "member")
+    issued = await identity.invite_member(session, keyring, tenant, rohan_email, "member")
+    await identity.accept_invitation(session, keyring, rohan.id, issued.token)
 
     start = first_month(anchor)
     accounts, drafts, rates = await prepare_ledger(session, tenant, anchor)

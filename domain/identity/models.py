@@ -54,7 +54,8 @@ class Membership(SQLModel, table=True):
 
 
 class Invitation(SQLModel, table=True):
-    """An invitation for an email that has no account yet; registration accepts it."""
+    """An invitation to a workspace. Emails are not verified, so joining takes the one-time
+    token the owner was shown and passed on, presented by the account with that email."""
 
     __tablename__ = "invitations"
     __table_args__ = (UniqueConstraint("workspace_id", "email_index"),)
@@ -64,6 +65,8 @@ class Invitation(SQLModel, table=True):
     email_index: bytes = Field(sa_type=LargeBinary, index=True)
     role: str = Field(max_length=16)
     invited_by: uuid.UUID = Field(foreign_key="users.id")
+    token_hash: str = Field(max_length=64, unique=True)
+    expires_at: datetime = Field(sa_type=DateTime(timezone=True))
     created_at: datetime = timestamp_field()
 
 

@@ -105,11 +105,11 @@ class IdentityRepository:
         )
         return list(result.scalars())
 
-    async def invitations_for(self, email_index: bytes) -> list[Invitation]:
+    async def invitation_by_token(self, token_hash: str) -> Invitation | None:
         result = await self.session.execute(
-            select(Invitation).where(Invitation.email_index == email_index)
+            select(Invitation).where(Invitation.token_hash == token_hash).with_for_update()
         )
-        return list(result.scalars())
+        return result.scalar_one_or_none()
 
     async def invitation(self, workspace_id: uuid.UUID, email_index: bytes) -> Invitation | None:
         result = await self.session.execute(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 import secrets
 import uuid
@@ -95,7 +96,7 @@ async def register(
     workspace_name: str | None = None,
     base_currency: str = "INR",
 ) -> User:
-    """A new user with a household of their own; pending invitations become memberships."""
+    """A new user with a household of their own (invitations are accepted separately)."""
     email = _normalise_email(email)
     name = name.strip()
     if not name or len(name) > 120:
@@ -117,11 +118,6 @@ async def register(
     user.name_enc = cipher.seal_text(name, "users", "name", user.id)
     session.add(user)
     await session.flush()
-    for invitation in await repository.invitations_for(index):
-        session.add(
-            Membership(workspace_id=invitation.workspace_id, user_id=user.id, role=invitation.role)
-        )
-        await session.delete(invitation)
     await create_workspace(
         session, keyring, user.id, workspace_name or f"{name}'s household", base_currency
     )
@@ -300,30 +296,65 @@ async def default_workspace_id(session: AsyncSession, user_id: uuid.UUID) -> uui
     return memberships[0][0].workspace_id if memberships else None
 
 
+@dataclass(frozen=True)
+class IssuedInvitation:
+    invitation: Invitation
+    token: str  # shown to the owner once, stored only as a hash
+
+
+INVITATION_DAYS = 7
+
+
 async def invite_member(
     session: AsyncSession, keyring: Keyring, tenant: Tenant, email: str, role: str
-) -> Membership | Invitation:
-    """Owners add a member: at once if the email has an account, else on registration."""
+) -> IssuedInvitation:
+    """Owners invite by email. Nobody joins on an email alone (emails are not verified):
+    the invitee, signed in with that email, presents the one-time token."""
     tenant.require_owner()
     chosen = _role(role)
     repository = IdentityRepository(session)
     index = blind_index(await keyring.index_key(session), _normalise_email(email))
     user = await repository.user_by_email_index(index)
-    if user is None:
-        if await repository.invitation(tenant.workspace_id, index) is not None:
-            raise Conflict("This email is already invited", field="email")
-        invitation = Invitation(
-            workspace_id=tenant.workspace_id,
-            email_index=index,
-            role=chosen.value,
-            invited_by=tenant.user_id,
-        )
-        session.add(invitation)
-        await session.flush()
-        return invitation
-    if await repository.membership(tenant.workspace_id, user.id) is not None:
+    if user is not None and await repository.membership(tenant.workspace_id, user.id):
         raise Conflict("This person is already a member", field="email")
-    membership = Membership(workspace_id=tenant.workspace_id, user_id=user.id, role=chosen.value)
+    previous = await repository.invitation(tenant.workspace_id, index)
+    if previous is not None:  # inviting again replaces the old token
+        await session.delete(previous)
+        await session.flush()
+    token = secrets.token_urlsafe(32)
+    invitation = Invitation(
+        workspace_id=tenant.workspace_id,
+        email_index=index,
+        role=chosen.value,
+        invited_by=tenant.user_id,
+        token_hash=_hash_token(token),
+        expires_at=utcnow() + timedelta(days=INVITATION_DAYS),
+    )
+    session.add(invitation)
+    await session.flush()
+    return IssuedInvitation(invitation, token)
+
+
+async def accept_invitation(
+    session: AsyncSession, keyring: Keyring, user_id: uuid.UUID, token: str
+) -> Membership:
+    """Join with an invitation's token; it must be live and addressed to your email."""
+    repository = IdentityRepository(session)
+    invitation = await repository.invitation_by_token(_hash_token(token))
+    user = await repository.user(user_id)
+    if (
+        invitation is None
+        or user is None
+        or as_utc(invitation.expires_at) <= utcnow()
+        or not hmac.compare_digest(invitation.email_index, user.email_index)
+    ):
+        raise NotFound("Invitation not found or expired", field="token")
+    if await repository.membership(invitation.workspace_id, user_id) is not None:
+        raise Conflict("You are already a member", field="token")
+    membership = Membership(
+        workspace_id=invitation.workspace_id, user_id=user_id, role=invitation.role
+    )
     session.add(membership)
+    await session.delete(invitation)
     await session.flush()
     return membership

@@ -159,6 +159,8 @@ def upgrade() -> None:
         sa.Column("email_index", sa.LargeBinary(), nullable=False),
         sa.Column("role", sa.String(length=16), nullable=False),
         sa.Column("invited_by", sa.Uuid(), nullable=False),
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["invited_by"], ["users.id"], name=op.f("fk_invitations_invited_by_users")
@@ -170,6 +172,7 @@ def upgrade() -> None:
         sa.UniqueConstraint(
             "workspace_id", "email_index", name=op.f("uq_invitations_workspace_id")
         ),
+        sa.UniqueConstraint("token_hash", name=op.f("uq_invitations_token_hash")),
     )
     with op.batch_alter_table("invitations", schema=None) as batch_op:
         batch_op.create_index(

@@ -9,7 +9,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.core.errors import Unauthenticated
 from domain.identity import service as identity
-from domain.identity.models import Membership
 from domain.identity.repository import IdentityRepository
 from schema.common import IsAuthenticated, IsOwner
 from schema.context import ACCESS_COOKIE, REFRESH_COOKIE, Info, RequestContext, cookie_name
@@ -185,11 +184,25 @@ class IdentityMutation:
     async def invite_member(self, info: Info, email: str, role: Role) -> Invitation:
         tenant = await info.context.tenant()
         async with info.context.db() as session:
-            result = await identity.invite_member(
+            issued = await identity.invite_member(
                 session, info.context.services.keyring, tenant, email, role.value
             )
         return Invitation(
             email=email.strip().casefold(),
             role=role,
-            pending=not isinstance(result, Membership),
+            expires_at=issued.invitation.expires_at,
+            token=issued.token,
         )
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Join a workspace with the token of an invitation to your email.",
+    )
+    async def accept_invitation(self, info: Info, token: str) -> Workspace:
+        user_id = await info.context.user_id()
+        async with info.context.db() as session:
+            membership = await identity.accept_invitation(
+                session, info.context.services.keyring, user_id, token
+            )
+            found = await _workspaces(session, info.context, user_id)
+        return next(w for w in found if w.id == membership.workspace_id.hex)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import uuid
 from collections.abc import Iterable
 from enum import Enum
@@ -105,7 +106,13 @@ class Workspace(relay.Node):
 class Invitation:
     email: str
     role: Role
-    pending: bool = strawberry.field(description="True until the invitee registers.")
+    expires_at: datetime.datetime
+    token: str = strawberry.field(
+        description=(
+            "Shown once: give it to the invitee, who signs in with this email and calls "
+            "acceptInvitation(token)."
+        )
+    )
 
 
 @strawberry.type

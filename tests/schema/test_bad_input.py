@@ -383,16 +383,22 @@ async def test_a_viewer_can_read_but_not_write(make_client: Any) -> None:
     viewer = make_client()
     email = f"viewer-{uuid.uuid4().hex[:8]}@example.com"
     invited = await owner.ok(
-        "mutation($e: String!) { inviteMember(email: $e, role: VIEWER) { pending role } }", e=email
+        "mutation($e: String!) { inviteMember(email: $e, role: VIEWER) { token role } }", e=email
     )
-    assert invited["inviteMember"] == {"pending": True, "role": "VIEWER"}
-    session = await viewer.ok(
+    assert invited["inviteMember"]["role"] == "VIEWER"
+    await viewer.ok(
         """mutation($e: String!, $p: String!) { register(email: $e, password: $p, name: "Vik") {
-            workspaces { id role } } }""",
+            user { id } } }""",
         e=email,
         p=PASSWORD,
     )
-    shared = next(w for w in session["register"]["workspaces"] if w["role"] == "VIEWER")
+    shared = (
+        await viewer.ok(
+            "mutation($t: String!) { acceptInvitation(token: $t) { id role } }",
+            t=invited["inviteMember"]["token"],
+        )
+    )["acceptInvitation"]
+    assert shared["role"] == "VIEWER"
     viewer.use_workspace(shared["id"])
     before = await owner.ok(SNAPSHOT)
     assert len((await viewer.ok(SNAPSHOT))["accounts"]) == 2
@@ -419,7 +425,7 @@ async def test_a_viewer_can_read_but_not_write(make_client: Any) -> None:
               rate } }""",
             {},
         ),
-        ('mutation { inviteMember(email: "x@example.com", role: OWNER) { pending } }', {}),
+        ('mutation { inviteMember(email: "x@example.com", role: OWNER) { token } }', {}),
     ]
     for query, variables in writes:
         assert await viewer.code(query, **variables) == "FORBIDDEN", query

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from tests.graphql import PASSWORD, REGISTER, Client, register
@@ -114,30 +115,49 @@ async def test_a_tampered_access_token_is_refused(make_client: Any) -> None:
     assert await forged.code("{ me { user { name } } }") == "UNAUTHENTICATED"
 
 
-async def test_owner_invites_an_existing_user_who_then_sees_the_workspace(make_client: Any) -> None:
+INVITE = "mutation($e: String!) { inviteMember(email: $e, role: MEMBER) { token role } }"
+ACCEPT = "mutation($t: String!) { acceptInvitation(token: $t) { id name role } }"
+
+
+async def test_an_invited_user_joins_with_the_token_and_sees_the_workspace(
+    make_client: Any,
+) -> None:
     owner = make_client()
     await register(owner, name="Asha")
     member = make_client()
     member_session = await register(member, name="Rohan")
-    invited = await owner.ok(
-        "mutation($e: String!) { inviteMember(email: $e, role: MEMBER) { pending role } }",
-        e=member_session["email"],
-    )
-    assert invited["inviteMember"] == {"pending": False, "role": "MEMBER"}
-    again = await owner.error(
-        "mutation($e: String!) { inviteMember(email: $e, role: MEMBER) { pending } }",
-        e=member_session["email"],
-    )
+    token = (await owner.ok(INVITE, e=member_session["email"]))["inviteMember"]["token"]
+    shared = (await member.ok(ACCEPT, t=token))["acceptInvitation"]
+    assert shared["name"] == "Asha's household" and shared["role"] == "MEMBER"
+    assert (await member.error(ACCEPT, t=token))["extensions"]["code"] == "NOT_FOUND"  # spent
+    again = await owner.error(INVITE, e=member_session["email"])
     assert again["extensions"]["code"] == "CONFLICT"
-    workspaces = (await member.ok("{ me { workspaces { id name role } } }"))["me"]["workspaces"]
-    shared = next(w for w in workspaces if w["name"] == "Asha's household")
-    assert shared["role"] == "MEMBER"
     member.use_workspace(shared["id"])
     members = await member.ok("{ workspace { name members { user { name } role } } }")
     assert {(m["user"]["name"], m["role"]) for m in members["workspace"]["members"]} == {
         ("Asha", "OWNER"),
         ("Rohan", "MEMBER"),
     }
+
+
+async def test_nobody_joins_on_an_email_alone_or_with_someone_elses_token(
+    make_client: Any,
+) -> None:
+    """Emails are not verified: registering the invited email grants nothing, and a token
+    is only good for the account with the invited email."""
+    owner = make_client()
+    await register(owner, name="Asha")
+    invited_email = f"alice-{uuid.uuid4().hex[:8]}@example.com"
+    token = (await owner.ok(INVITE, e=invited_email))["inviteMember"]["token"]
+    squatter = make_client()
+    session = await squatter.ok(
+        REGISTER, email=invited_email, password=PASSWORD, name="Mallory", currency="INR"
+    )
+    assert [w["role"] for w in session["register"]["workspaces"]] == ["OWNER"]  # only her own
+    thief = make_client()
+    await register(thief, name="Eve")
+    assert (await thief.error(ACCEPT, t=token))["extensions"]["code"] == "NOT_FOUND"
+    assert (await thief.error(ACCEPT, t="guessed"))["extensions"]["code"] == "NOT_FOUND"
 
 
 async def test_create_workspace_makes_the_caller_its_owner(make_client: Any) -> None:
