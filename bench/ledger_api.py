@@ -277,9 +277,8 @@ async def build(services: AppServices, settings: Settings, count: int) -> Fixtur
             issued = await identity.start_session(
                 session, services.signer, user.id, settings.refresh_token_days
             )
-            workspace_id = await identity.default_workspace_id(session, user.id)
-            assert workspace_id is not None
-            tenant = await identity.open_tenant(session, keyring, user.id, workspace_id)
+            tenant = await identity.open_tenant(session, keyring, user.id, None)
+            workspace_id = tenant.workspace_id
             accounts = [
                 (
                     await create_account(

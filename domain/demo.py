@@ -1087,9 +1087,8 @@ async def seed_household(
     rohan = await identity.register(
         session, keyring, email=rohan_email, password=DEMO_PASSWORD, name=rohan_name
     )
-    workspace_id = await identity.default_workspace_id(session, asha.id)
-    assert workspace_id is not None
-    tenant = await identity.open_tenant(session, keyring, asha.id, workspace_id)
+    tenant = await identity.open_tenant(session, keyring, asha.id, None)
+    workspace_id = tenant.workspace_id
     issued = await identity.invite_member(session, keyring, tenant, rohan_email, "member")
     await identity.accept_invitation(session, keyring, rohan.id, issued.token)
 

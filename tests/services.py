@@ -62,30 +62,27 @@ def migrate(settings: Settings) -> None:
     asyncio.run(_ensure_keys(settings))
 
 
-def create_postgres_database() -> str:
-    """A scratch database; returns its SQLAlchemy URL."""
-    name = f"wealthwise_test_{uuid.uuid4().hex[:12]}"
+def _admin(statement: str) -> None:
+    """One statement on the server's admin database (CREATE/DROP DATABASE)."""
 
-    async def create() -> None:
+    async def run() -> None:
         connection = await asyncpg.connect(POSTGRES_ADMIN, timeout=5)
         try:
-            await connection.execute(f'CREATE DATABASE "{name}"')
+            await connection.execute(statement)
         finally:
             await connection.close()
 
-    asyncio.run(create())
+    asyncio.run(run())
+
+
+def create_postgres_database() -> str:
+    """A scratch database; returns its SQLAlchemy URL."""
+    name = f"wealthwise_test_{uuid.uuid4().hex[:12]}"
+    _admin(f'CREATE DATABASE "{name}"')
     base = POSTGRES_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
     return f"{base}/{name}"
 
 
 def drop_postgres_database(url: str) -> None:
     name = url.rsplit("/", 1)[1]
-
-    async def drop() -> None:
-        connection = await asyncpg.connect(POSTGRES_ADMIN, timeout=5)
-        try:
-            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await connection.close()
-
-    asyncio.run(drop())
+    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

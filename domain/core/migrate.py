@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from alembic import command
@@ -24,8 +23,3 @@ def upgrade(settings: Settings, revision: str = "head") -> None:
     if settings.is_sqlite:
         settings.ensure_data_dir()
     command.upgrade(alembic_config(settings), revision)
-
-
-async def upgrade_async(settings: Settings, revision: str = "head") -> None:
-    """From inside a running event loop (env.py uses asyncio.run)."""
-    await asyncio.to_thread(upgrade, settings, revision)

@@ -291,11 +291,6 @@ async def _tenant(
     return Tenant(workspace_id, base_currency, cipher, user_id, role)
 
 
-async def default_workspace_id(session: AsyncSession, user_id: uuid.UUID) -> uuid.UUID | None:
-    memberships = await IdentityRepository(session).memberships_of_user(user_id)
-    return memberships[0][0].workspace_id if memberships else None
-
-
 @dataclass(frozen=True)
 class IssuedInvitation:
     invitation: Invitation

@@ -7,7 +7,6 @@ import os
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 from joserfc import jwt
 from joserfc.errors import JoseError
@@ -45,10 +44,6 @@ class TokenSigner:
             with os.fdopen(fd, "w") as handle:
                 handle.write(os.urandom(32).hex())
         return cls(path.read_text().strip().encode(), ttl)
-
-    @classmethod
-    def from_file(cls, path: Path, ttl_seconds: int) -> TokenSigner:
-        return cls(path.read_text().strip().encode(), ttl_seconds)
 
     def issue(self, user_id: uuid.UUID, session_id: uuid.UUID) -> str:
         now = int(time.time())

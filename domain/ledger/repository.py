@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import and_, exists, or_, tuple_
+from sqlalchemy import and_, exists, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -255,22 +255,6 @@ class LedgerRepository:
             .where(and_(*conditions))
             .order_by(col(Transaction.date).desc(), col(Transaction.id).desc())
             .limit(limit)
-        )
-
-    async def fx_rates(self, pairs: Iterable[tuple[str, str]]) -> list[FxRate]:
-        pair_conditions = [
-            or_(
-                and_(col(FxRate.base) == base, col(FxRate.quote) == quote),
-                and_(col(FxRate.base) == quote, col(FxRate.quote) == base),
-            )
-            for base, quote in pairs
-        ]
-        if not pair_conditions:
-            return []
-        return await self._all(
-            select(FxRate)
-            .where(FxRate.workspace_id == self.workspace_id, or_(*pair_conditions))
-            .order_by(col(FxRate.date))
         )
 
     async def all_fx_rates(self) -> list[FxRate]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 import strawberry
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.core.errors import Unauthenticated
 from domain.identity import service as identity
@@ -15,29 +14,12 @@ from schema.context import ACCESS_COOKIE, REFRESH_COOKIE, Info, RequestContext, 
 from schema.identity.types import Invitation, LogoutResult, Role, Session, User, Workspace
 
 
-async def _workspaces(
-    session: AsyncSession, context: RequestContext, user_id: uuid.UUID
-) -> list[Workspace]:
-    keyring = context.services.keyring
-    found = []
-    for membership, workspace in await IdentityRepository(session).memberships_of_user(user_id):
-        found.append(
-            Workspace(
-                id=workspace.id.hex,
-                name=await identity.workspace_name(session, keyring, workspace),
-                base_currency=workspace.base_currency,
-                role=Role(membership.role),
-            )
-        )
-    return found
-
-
 async def _session_view(context: RequestContext, user_id: uuid.UUID) -> Session:
     async with context.db() as session:
         user = await IdentityRepository(session).user(user_id)
         assert user is not None
         profile = await identity.profile(session, context.services.keyring, user)
-        workspaces = await _workspaces(session, context, user_id)
+        workspaces = await Workspace.of_user(session, context.services.keyring, user_id)
     return Session(user=User.of(profile), workspaces=workspaces)
 
 
@@ -85,7 +67,7 @@ class IdentityQuery:
     async def workspace(self, info: Info) -> Workspace:
         tenant = await info.context.tenant()
         async with info.context.db() as session:
-            found = await _workspaces(session, info.context, tenant.user_id)
+            found = await Workspace.of_user(session, info.context.services.keyring, tenant.user_id)
         return next(w for w in found if w.id == tenant.workspace_id.hex)
 
 
@@ -204,5 +186,5 @@ class IdentityMutation:
             membership = await identity.accept_invitation(
                 session, info.context.services.keyring, user_id, token
             )
-            found = await _workspaces(session, info.context, user_id)
+            found = await Workspace.of_user(session, info.context.services.keyring, user_id)
         return next(w for w in found if w.id == membership.workspace_id.hex)

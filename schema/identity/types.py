@@ -8,8 +8,10 @@ from collections.abc import Iterable
 from enum import Enum
 
 import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry import relay
 
+from domain.core.keys import Keyring
 from domain.identity import service as identity
 from domain.identity.repository import IdentityRepository
 from schema.context import Info
@@ -65,22 +67,32 @@ class Workspace(relay.Node):
     role: Role = strawberry.field(description="Your role in this workspace.")
 
     @classmethod
-    async def resolve_nodes(  # type: ignore[override]
-        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
-    ) -> list[Workspace | None]:
-        """Only workspaces you belong to."""
-        user_id = await info.context.user_id()
-        keyring = info.context.services.keyring
-        mine: dict[str, Workspace] = {}
-        async with info.context.db() as session:
-            for membership, row in await IdentityRepository(session).memberships_of_user(user_id):
-                mine[row.id.hex] = cls(
+    async def of_user(
+        cls, session: AsyncSession, keyring: Keyring, user_id: uuid.UUID
+    ) -> list[Workspace]:
+        """Every workspace the user belongs to, with their role in it."""
+        found = []
+        for membership, row in await IdentityRepository(session).memberships_of_user(user_id):
+            found.append(
+                cls(
                     id=row.id.hex,
                     name=await identity.workspace_name(session, keyring, row),
                     base_currency=row.base_currency,
                     role=Role(membership.role),
                 )
-        return [mine.get(node_id) for node_id in node_ids]
+            )
+        return found
+
+    @classmethod
+    async def resolve_nodes(  # type: ignore[override]
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
+    ) -> list[Workspace | None]:
+        """Only workspaces you belong to."""
+        user_id = await info.context.user_id()
+        async with info.context.db() as session:
+            mine = await cls.of_user(session, info.context.services.keyring, user_id)
+        by_id = {workspace.id: workspace for workspace in mine}
+        return [by_id.get(node_id) for node_id in node_ids]
 
     @strawberry.field
     async def members(self, info: Info) -> list[Member]:

@@ -77,10 +77,8 @@ class LedgerMachine(RuleBasedStateMachine):
                     name="Machine",
                 )
                 self.user_id = user.id
-                self.workspace_id = (
-                    await identity.default_workspace_id(session, user.id)
-                ) or uuid.UUID(int=0)
-                tenant = await self._tenant(session)
+                tenant = await identity.open_tenant(session, self.keyring, user.id, None)
+                self.workspace_id = tenant.workspace_id
                 self.accounts = [
                     (
                         await accounts.create_account(
