@@ -6,12 +6,14 @@ sessions that write, so two writers queue on the lock instead of failing on comm
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.pool import NullPool
 
 from domain.core.settings import Settings
@@ -73,6 +75,57 @@ async def unit_of_work(engine: AsyncEngine, *, write: bool = True) -> AsyncItera
         raise
     finally:
         await session.close()
+
+
+SCOPE_INFO = "wealthwise_scope"
+
+
+async def bind_scope(
+    session: AsyncSession,
+    *,
+    workspace_id: uuid.UUID | None = None,
+    user_id: uuid.UUID | None = None,
+    lookup: str | None = None,
+    maintenance: bool = False,
+) -> None:
+    """Tell PostgreSQL's row-level security whom this session acts for.
+
+    Sets `app.workspace_id`, `app.user_id`, `app.lookup` (a token hash or blind index the
+    caller may look a row up by before it knows the owner) and `app.maintenance` (honoured
+    only for the owner role, by the admin CLI) with `set_config(..., true)`: local to the
+    current transaction, and set again at the start of every later transaction of the same
+    session. A no-op on SQLite, where the repository layer's scoping is the only wall.
+    """
+    scope: dict[str, str] = session.info.setdefault(SCOPE_INFO, {})
+    updates: dict[str, str] = {}
+    if workspace_id is not None:
+        updates["app.workspace_id"] = str(workspace_id)
+    if user_id is not None:
+        updates["app.user_id"] = str(user_id)
+    if lookup is not None:
+        updates["app.lookup"] = lookup
+    if maintenance:
+        updates["app.maintenance"] = "on"
+    scope.update(updates)
+    if updates and session.get_bind().dialect.name == "postgresql":
+        await session.execute(*_set_config(updates))
+
+
+def _set_config(settings: dict[str, str]) -> tuple[Any, dict[str, str]]:
+    # asyncpg rejects bound parameters in SET; set_config() takes them.
+    calls = ", ".join(f"set_config(:k{i}, :v{i}, true)" for i in range(len(settings)))
+    params: dict[str, str] = {}
+    for i, (key, value) in enumerate(settings.items()):
+        params[f"k{i}"], params[f"v{i}"] = key, value
+    return text(f"SELECT {calls}"), params
+
+
+@event.listens_for(Session, "after_begin")
+def _restore_scope(session: Session, _transaction: SessionTransaction, connection: Any) -> None:
+    scope = session.info.get(SCOPE_INFO)
+    if scope and connection.dialect.name == "postgresql":
+        statement, params = _set_config(scope)
+        connection.execute(statement, params)
 
 
 def dialect_insert(session: AsyncSession) -> Any:
