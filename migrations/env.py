@@ -41,7 +41,7 @@ def _run(connection: Connection) -> None:
 async def _run_async() -> None:
     url = context.config.get_main_option("sqlalchemy.url")
     settings = Settings(database_url=url) if url else Settings()
-    engine = create_engine(settings)
+    engine = create_engine(settings, owner=True)
     async with engine.connect() as connection:
         await connection.run_sync(_run)
         await connection.commit()

@@ -14,7 +14,7 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from strawberry.types import Info as StrawberryInfo
 
-from domain.core.db import session_for, unit_of_work
+from domain.core.db import SCOPE_INFO, session_for, unit_of_work
 from domain.core.errors import Unauthenticated
 from domain.core.keys import Keyring
 from domain.core.settings import Settings
@@ -83,8 +83,10 @@ class RequestContext:
             finally:
                 await session.close()
         durable, self._durable = self._durable, []
+        scope = dict(session.info.get(SCOPE_INFO, {})) if session is not None else {}
         for action in durable:
             async with unit_of_work(self.services.engine) as own:
+                own.info[SCOPE_INFO] = dict(scope)  # same row-level-security scope
                 await action(own)
 
     def access_token(self) -> str | None:

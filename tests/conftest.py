@@ -48,6 +48,12 @@ def database(
     yield from _migrated(request.param, tmp_path_factory.mktemp(f"data-{request.param}"))
 
 
+@pytest.fixture(scope="session")
+def postgres_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """A migrated PostgreSQL database, for tests of what only PostgreSQL has (roles, RLS)."""
+    yield from _migrated("postgresql", tmp_path_factory.mktemp("data-postgresql-only"))
+
+
 @pytest.fixture
 async def services(database: Settings) -> AsyncIterator[AppServices]:
     built = build_services(database)

@@ -22,8 +22,12 @@ WRITE_OPTION = "wealthwise_write"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
-    url = settings.resolved_database_url
+def create_engine(settings: Settings, *, owner: bool = False) -> AsyncEngine:
+    """The API's engine; `owner=True` connects as the tables' owner (migrations, admin CLI).
+
+    On PostgreSQL the API's role is subject to row-level security: see `bind_scope`.
+    """
+    url = settings.resolved_database_url if owner else settings.resolved_app_database_url
     if url.startswith("sqlite"):
         settings.ensure_data_dir()
         return _create_sqlite_engine(url, echo=settings.sql_echo)
@@ -109,6 +113,20 @@ async def bind_scope(
     scope.update(updates)
     if updates and session.get_bind().dialect.name == "postgresql":
         await session.execute(*_set_config(updates))
+
+
+@asynccontextmanager
+async def restoring_scope(session: AsyncSession) -> AsyncIterator[None]:
+    """Bind another scope for a block, then put the previous one back (unset stays unset)."""
+    before = dict(session.info.get(SCOPE_INFO, {}))
+    try:
+        yield
+    finally:
+        after = session.info.get(SCOPE_INFO, {})
+        restore = {key: before.get(key, "") for key in after if after[key] != before.get(key)}
+        session.info[SCOPE_INFO] = before
+        if restore and session.get_bind().dialect.name == "postgresql":
+            await session.execute(*_set_config(restore))
 
 
 def _set_config(settings: dict[str, str]) -> tuple[Any, dict[str, str]]:

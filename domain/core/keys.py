@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from domain.core.crypto import SYSTEM_OWNER, FieldCipher, KeyEncryptionKey, new_data_key
+from domain.core.db import bind_scope
 from domain.core.models import DataKey
 from domain.core.settings import Settings
 
@@ -62,6 +63,7 @@ class Keyring:
 
     async def ensure_system_keys(self, session: AsyncSession) -> None:
         """Create the system owner's keys once; run in a transaction of its own."""
+        await bind_scope(session, workspace_id=SYSTEM_OWNER)
         for purpose in (FIELDS, INDEX):
             if not await self._keys(session, SYSTEM_OWNER, purpose):
                 await self._store_key(session, SYSTEM_OWNER, purpose, new_data_key())

@@ -16,6 +16,9 @@ def alembic_config(settings: Settings) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", settings.resolved_database_url)
+    config.attributes["app_db_role"] = settings.app_db_role
+    if settings.app_db_password is not None:
+        config.attributes["app_db_password"] = settings.app_db_password.get_secret_value()
     return config
 
 

@@ -7,7 +7,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -16,8 +16,15 @@ class Settings(BaseSettings):
 
     environment: Literal["development", "production", "test"] = "development"
     data_dir: Path = Path("data")
-    # Unset: a SQLite file in the data dir. Set: e.g. postgresql+asyncpg://user@host/db
+    # Unset: a SQLite file in the data dir. Set: e.g. postgresql+asyncpg://owner@host/db,
+    # the role that owns the tables: migrations and the admin CLI connect with it.
     database_url: str | None = None
+    # PostgreSQL: the API and workers connect as this role, which owns nothing and cannot
+    # bypass row-level security (the migrations create it and grant it what it needs).
+    # Unset: database_url with the user swapped for app_db_role (and app_db_password).
+    app_database_url: str | None = None
+    app_db_role: str = Field(default="wealthwise_app", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    app_db_password: SecretStr | None = None
     redis_url: str | None = None
     # Key-encryption key, base64 of 32 bytes; unset: a key file in the data dir (mode 0600).
     kek: SecretStr | None = None
@@ -40,6 +47,19 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'wealthwise.db').resolve()}"
+
+    @cached_property
+    def resolved_app_database_url(self) -> str:
+        """Where the API connects: on PostgreSQL, as the unprivileged app role."""
+        if self.app_database_url:
+            return self.app_database_url
+        if self.is_sqlite:
+            return self.resolved_database_url
+        from sqlalchemy.engine import make_url
+
+        password = self.app_db_password.get_secret_value() if self.app_db_password else None
+        url = make_url(self.resolved_database_url).set(username=self.app_db_role, password=password)
+        return url.render_as_string(hide_password=False)
 
     @property
     def is_sqlite(self) -> bool:

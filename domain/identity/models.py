@@ -89,6 +89,9 @@ class RefreshToken(SQLModel, table=True):
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     session_id: uuid.UUID = Field(foreign_key="auth_sessions.id", index=True)
+    # The session's user, so that a refresh can be scoped (row-level security) before
+    # the session row is read.
+    user_id: uuid.UUID = Field(foreign_key="users.id", index=True)
     token_hash: str = Field(max_length=64, unique=True)
     expires_at: datetime = Field(sa_type=DateTime(timezone=True))
     used_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))

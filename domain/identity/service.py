@@ -15,6 +15,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.core.crypto import SYSTEM_OWNER, blind_index
+from domain.core.db import bind_scope, restoring_scope
 from domain.core.errors import BadInput, Conflict, NotFound, Unauthenticated
 from domain.core.keys import Keyring
 from domain.core.models import as_utc, utcnow
@@ -108,12 +109,14 @@ async def register(
     check_currency(base_currency)
     repository = IdentityRepository(session)
     index = blind_index(await keyring.index_key(session), email)
+    await bind_scope(session, lookup=index.hex())
     if await repository.user_by_email_index(index) is not None:
         raise Conflict("An account with this email already exists", field="email")
     cipher = await keyring.cipher(session, SYSTEM_OWNER)
     user = User(
         email_index=index, email_enc=b"", name_enc=b"", password_hash=_hasher.hash(password)
     )
+    await bind_scope(session, user_id=user.id)
     user.email_enc = cipher.seal_text(email, "users", "email", user.id)
     user.name_enc = cipher.seal_text(name, "users", "name", user.id)
     session.add(user)
@@ -130,6 +133,7 @@ async def authenticate(session: AsyncSession, keyring: Keyring, email: str, pass
         index = blind_index(await keyring.index_key(session), _normalise_email(email))
     except BadInput:
         raise failure from None
+    await bind_scope(session, lookup=index.hex())
     user = await IdentityRepository(session).user_by_email_index(index)
     try:
         _hasher.verify(user.password_hash if user and user.password_hash else _DUMMY_HASH, password)
@@ -148,6 +152,7 @@ async def start_session(
     session: AsyncSession, signer: TokenSigner, user_id: uuid.UUID, refresh_days: int
 ) -> IssuedSession:
     """A new login: a new session id, an access JWT and the first refresh token."""
+    await bind_scope(session, user_id=user_id)
     auth_session = AuthSession(user_id=user_id)
     session.add(auth_session)
     await session.flush()
@@ -162,6 +167,7 @@ async def _issue(
     session.add(
         RefreshToken(
             session_id=auth_session.id,
+            user_id=auth_session.user_id,
             token_hash=_hash_token(refresh),
             expires_at=utcnow() + lifetime,
         )
@@ -180,9 +186,12 @@ async def refresh_session(
 ) -> IssuedSession:
     """Rotate: the presented token is spent; presenting a spent one revokes the session."""
     repository = IdentityRepository(session)
-    stored = await repository.refresh_token(_hash_token(refresh_token))
+    token_hash = _hash_token(refresh_token)
+    await bind_scope(session, lookup=token_hash)
+    stored = await repository.refresh_token(token_hash)
     if stored is None:
         raise Unauthenticated("Unknown refresh token")
+    await bind_scope(session, user_id=stored.user_id)
     auth_session = await repository.auth_session(stored.session_id)
     if auth_session is None or auth_session.revoked_at is not None:
         raise Unauthenticated("This session has ended")
@@ -225,6 +234,7 @@ def _live(auth_session: AuthSession | None, claims: AccessClaims) -> AuthSession
 async def resolve_access(session: AsyncSession, signer: TokenSigner, token: str) -> AuthSession:
     """The live session behind an access token (a revoked session refuses its tokens)."""
     claims = signer.verify(token)
+    await bind_scope(session, user_id=claims.user_id)
     return _live(await IdentityRepository(session).auth_session(claims.session_id), claims)
 
 
@@ -237,6 +247,7 @@ async def resolve_access_and_tenant(
 ) -> tuple[AuthSession, Tenant]:
     """`resolve_access` then `open_tenant`, in one query."""
     claims = signer.verify(token)
+    await bind_scope(session, user_id=claims.user_id)
     repository = IdentityRepository(session)
     found, membership = await repository.auth_session_with_membership(
         claims.session_id, workspace_id
@@ -253,14 +264,17 @@ async def create_workspace(
         raise BadInput("A workspace name of 1 to 120 characters is required", field="name")
     check_currency(base_currency)
     workspace = Workspace(name_enc=b"", base_currency=base_currency)
-    session.add(workspace)
-    await session.flush()
-    cipher = await keyring.create_owner_key(session, workspace.id)
-    workspace.name_enc = cipher.seal_text(name, "workspaces", "name", workspace.id)
-    session.add(Membership(workspace_id=workspace.id, user_id=user_id, role=Role.OWNER.value))
-    await session.flush()
-    tenant = Tenant(workspace.id, base_currency, cipher, user_id, Role.OWNER.value)
-    await categories.create_defaults(session, tenant)
+    async with restoring_scope(session):
+        # Set up inside the new workspace's scope, then act for the request's one again.
+        await bind_scope(session, workspace_id=workspace.id)
+        session.add(workspace)
+        await session.flush()
+        cipher = await keyring.create_owner_key(session, workspace.id)
+        workspace.name_enc = cipher.seal_text(name, "workspaces", "name", workspace.id)
+        session.add(Membership(workspace_id=workspace.id, user_id=user_id, role=Role.OWNER.value))
+        await session.flush()
+        tenant = Tenant(workspace.id, base_currency, cipher, user_id, Role.OWNER.value)
+        await categories.create_defaults(session, tenant)
     return workspace
 
 
@@ -274,6 +288,7 @@ async def open_tenant(
 ) -> Tenant:
     """The caller's view of a workspace (None: their first one); unknown and foreign
     workspaces look the same."""
+    await bind_scope(session, user_id=user_id)
     found = await IdentityRepository(session).membership_view(user_id, workspace_id)
     return await _tenant(session, keyring, user_id, found)
 
@@ -287,6 +302,7 @@ async def _tenant(
     if membership is None:
         raise NotFound("Workspace not found")
     workspace_id, role, base_currency = membership
+    await bind_scope(session, workspace_id=workspace_id)
     cipher = await keyring.cipher(session, workspace_id)
     return Tenant(workspace_id, base_currency, cipher, user_id, role)
 
@@ -309,6 +325,7 @@ async def invite_member(
     chosen = _role(role)
     repository = IdentityRepository(session)
     index = blind_index(await keyring.index_key(session), _normalise_email(email))
+    await bind_scope(session, lookup=index.hex())
     user = await repository.user_by_email_index(index)
     if user is not None and await repository.membership(tenant.workspace_id, user.id):
         raise Conflict("This person is already a member", field="email")
@@ -335,7 +352,9 @@ async def accept_invitation(
 ) -> Membership:
     """Join with an invitation's token; it must be live and addressed to your email."""
     repository = IdentityRepository(session)
-    invitation = await repository.invitation_by_token(_hash_token(token))
+    token_hash = _hash_token(token)
+    await bind_scope(session, user_id=user_id, lookup=token_hash)
+    invitation = await repository.invitation_by_token(token_hash)
     user = await repository.user(user_id)
     if (
         invitation is None
@@ -349,7 +368,10 @@ async def accept_invitation(
     membership = Membership(
         workspace_id=invitation.workspace_id, user_id=user_id, role=invitation.role
     )
-    session.add(membership)
-    await session.delete(invitation)
-    await session.flush()
+    async with restoring_scope(session):
+        # The token proved the right to act in the inviting workspace, for this one join.
+        await bind_scope(session, workspace_id=invitation.workspace_id)
+        session.add(membership)
+        await session.delete(invitation)
+        await session.flush()
     return membership

@@ -24,6 +24,7 @@ from tests import services as test_services
 ROOT = Path(__file__).resolve().parents[2]
 SECRETS = {
     "POSTGRES_PASSWORD": "unused-here",
+    "WEALTHWISE_APP_DB_PASSWORD": "app-password-unused-here",
     "WEALTHWISE_KEK": test_services.TEST_KEK,
     "WEALTHWISE_JWT_SECRET": test_services.TEST_JWT_SECRET,
 }
@@ -53,7 +54,9 @@ def test_every_api_setting_in_compose_is_a_known_setting() -> None:
     assert set(environment) <= known, set(environment) - known
     fields = {key.removeprefix("WEALTHWISE_").lower(): value for key, value in environment.items()}
     settings = Settings(**fields)
-    assert settings.resolved_database_url.startswith("postgresql+asyncpg://")
+    assert settings.resolved_database_url.startswith("postgresql+asyncpg://wealthwise:")
+    # The API itself connects as the unprivileged role the migrations create.
+    assert settings.resolved_app_database_url.startswith("postgresql+asyncpg://wealthwise_app:")
     assert settings.environment == "production" and not settings.graphiql
     assert settings.resolved_log_format == "json"
 

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain import demo
-from domain.core.db import create_engine, unit_of_work
+from domain.core.db import bind_scope, create_engine, unit_of_work
 from domain.core.errors import BadInput
 from domain.core.keys import Keyring
 from domain.core.settings import Settings
@@ -37,6 +37,8 @@ async def _household(session: AsyncSession, keyring: Keyring) -> tuple[Tenant, l
 
 
 async def _state(session: AsyncSession, tenant: Tenant) -> tuple[object, ...]:
+    # One transaction acts for one workspace at a time (PostgreSQL row-level security).
+    await bind_scope(session, workspace_id=tenant.workspace_id)
     repository = LedgerRepository(session, tenant.workspace_id)
     balances = await accounts.balances(session, tenant, await repository.accounts())
     period = reports.Period(dt.date(2023, 1, 1), ANCHOR)
