@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -15,47 +10,17 @@ import httpx
 import pytest
 
 from domain.demo import DEMO_PASSWORD, DEMO_USERS
+from tests.server import running_server
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def demo_server(tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
-    env = {**os.environ, "WEALTHWISE_DATA_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
-    env.pop("WEALTHWISE_DATABASE_URL", None)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "api", "demo-serve", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                pytest.fail(f"demo-serve exited: {process.stdout.read() if process.stdout else ''}")
-            try:
-                if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        else:
-            pytest.fail("demo-serve did not become ready in 120 s")
+    env = {"WEALTHWISE_DATA_DIR": str(tmp_path), "WEALTHWISE_DATABASE_URL": ""}
+    with running_server(["demo-serve"], env) as (base, output):
         yield base
-    finally:
-        process.terminate()
-        output, _ = process.communicate(timeout=30)
-        assert "GraphiQL" in output and DEMO_USERS[0][0] in output
+    assert "GraphiQL" in output[0] and DEMO_USERS[0][0] in output[0]
 
 
 def test_the_demo_answers_the_demo_users_accounts_and_balances(demo_server: str) -> None:
