@@ -233,3 +233,29 @@ async def test_the_api_role_cannot_change_the_schema_or_the_policies(
                 await app.execute(statement)
     finally:
         await app.close()
+
+
+async def test_every_policy_column_leads_an_index(postgres_database: Settings) -> None:
+    """The policies filter on these columns: each must be the first column of an index."""
+    owner = await asyncpg.connect(_dsn(postgres_database.resolved_database_url))
+    try:
+        columns = await owner.fetch(
+            """SELECT table_name, column_name FROM information_schema.columns
+               WHERE table_schema = 'public' AND column_name = ANY($1::text[])""",
+            list(OWNED_COLUMNS),
+        )
+        leading = await owner.fetch(
+            """SELECT t.relname AS table_name, a.attname AS column_name
+               FROM pg_index i
+               JOIN pg_class t ON t.oid = i.indrelid
+               JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = i.indkey[0]"""
+        )
+    finally:
+        await owner.close()
+    indexed = {(r["table_name"], r["column_name"]) for r in leading}
+    missing = sorted(
+        (r["table_name"], r["column_name"])
+        for r in columns
+        if (r["table_name"], r["column_name"]) not in indexed
+    )
+    assert missing == []
