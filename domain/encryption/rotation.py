@@ -149,7 +149,7 @@ async def rotate_data_keys(
         report(f"finishing an interrupted rotation of {len(unfinished)} key owner(s)")
         owners = unfinished
     else:
-        await _add_keys(engine, keyring, owners)
+        await add_keys(engine, keyring, owners)
         keys = await _field_keys(engine, owners)
         report(f"created new data keys for {len(owners)} key owner(s)")
     targets = {owner: max(row.key_id for row in _live(keys[owner])) for owner in owners}
@@ -196,7 +196,7 @@ def _live(rows: Sequence[DataKey]) -> list[DataKey]:
     return [row for row in rows if row.retired_at is None]
 
 
-async def _add_keys(engine: AsyncEngine, keyring: Keyring, owners: Sequence[uuid.UUID]) -> None:
+async def add_keys(engine: AsyncEngine, keyring: Keyring, owners: Sequence[uuid.UUID]) -> None:
     """New keys for every owner in one transaction: an interruption leaves all or none."""
     async with unit_of_work(engine) as session:
         await _scoped(session, owners[0] if len(owners) == 1 else None)
@@ -223,7 +223,7 @@ async def rotate_owner(
 ) -> OwnerRotation:
     """Re-encrypt every sealed field of `owner` under `key_id`, then retire its old keys."""
     result = OwnerRotation(owner, key_id)
-    cipher = await _cipher_for(engine, keyring, owner, key_id)
+    cipher = await rotation_cipher(engine, keyring, owner, key_id)
     label = owner_label(owner)
     tables = list(tables_of(owner))
     while True:
@@ -248,7 +248,7 @@ async def rotate_owner(
                 )
 
 
-async def _cipher_for(
+async def rotation_cipher(
     engine: AsyncEngine, keyring: Keyring, owner: uuid.UUID, key_id: int
 ) -> FieldCipher:
     """All of the owner's keys, sealing with `key_id` (whatever the processes' cache says)."""
@@ -290,30 +290,41 @@ async def _reencrypt_table(
     report: Report,
 ) -> int:
     """One sweep over the table in id order: batches of rows not under the active key."""
-    owner, key_id = cipher.owner, cipher.active_key_id
-    label = owner_label(owner)
     done, last_id = 0, None
     while True:
-        async with unit_of_work(engine, write=False) as session:
-            await _scoped(session, owner)
-            columns = [table.column(name) for name in table.fields]
-            statement = (
-                select(table.table.c.id, *columns)
-                .where(table.owner_filter(owner), table.sealed_under_other_key(key_id))
-                .order_by(table.table.c.id)
-                .limit(batch_size)
-            )
-            if last_id is not None:
-                statement = statement.where(table.table.c.id > last_id)
-            rows = (await session.execute(statement)).all()
-        if not rows:
+        changes = await read_batch(engine, cipher, table, last_id, batch_size)
+        if not changes:
             return done
-        last_id = rows[-1][0]
-        changes = [_resealed(cipher, table, row) for row in rows]
-        await _write_batch(engine, owner, table, changes)
-        done += len(rows)
-        report(f"{label}: {table.name} {done}/{total}")
+        last_id = changes[-1][0]
+        await write_batch(engine, cipher.owner, table, changes)
+        done += len(changes)
+        report(f"{owner_label(cipher.owner)}: {table.name} {done}/{total}")
         await asyncio.sleep(0)  # let the API's transactions in between batches
+
+
+async def read_batch(
+    engine: AsyncEngine,
+    cipher: FieldCipher,
+    table: EncryptedTable,
+    after: uuid.UUID | None,
+    limit: int,
+) -> list[Change]:
+    """The next rows (by id) with a field not under the cipher's active key, re-sealed
+    under it (outside any transaction: the write that follows compares and swaps)."""
+    owner, key_id = cipher.owner, cipher.active_key_id
+    async with unit_of_work(engine, write=False) as session:
+        await _scoped(session, owner)
+        columns = [table.column(name) for name in table.fields]
+        statement = (
+            select(table.table.c.id, *columns)
+            .where(table.owner_filter(owner), table.sealed_under_other_key(key_id))
+            .order_by(table.table.c.id)
+            .limit(limit)
+        )
+        if after is not None:
+            statement = statement.where(table.table.c.id > after)
+        rows = (await session.execute(statement)).all()
+    return [_resealed(cipher, table, row) for row in rows]
 
 
 Change = tuple[uuid.UUID, dict[str, tuple[bytes, bytes]]]  # row id, field -> (old, new)
@@ -333,7 +344,7 @@ def _resealed(cipher: FieldCipher, table: EncryptedTable, row: Sequence[object])
     return row_id, fields
 
 
-async def _write_batch(
+async def write_batch(
     engine: AsyncEngine, owner: uuid.UUID, table: EncryptedTable, changes: Sequence[Change]
 ) -> None:
     """Compare-and-swap: a row whose value changed since it was read is left alone."""
