@@ -14,7 +14,7 @@ from typing import TypeVar
 import typer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from domain.core.crypto import load_key_file, write_key_file
+from domain.core.crypto import DecryptionError, load_key_file, write_key_file
 from domain.core.db import create_engine
 from domain.core.errors import DomainError
 from domain.core.keys import Keyring, kek_file
@@ -35,7 +35,7 @@ def _run(settings: Settings, job: Callable[[AsyncEngine], Awaitable[T]]) -> T:
 
     try:
         return asyncio.run(run())
-    except (rotation.RotationError, DomainError) as error:
+    except (rotation.RotationError, DomainError, DecryptionError, LookupError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from None
 

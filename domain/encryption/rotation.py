@@ -144,6 +144,10 @@ async def rotate_data_keys(
     rotation: owners whose old key is still live are finished without a new key."""
     owners = await _owners(engine, workspace_id)
     keys = await _field_keys(engine, owners)
+    owners = [owner for owner in owners if keys[owner]]  # no key yet: nothing sealed
+    if not owners:
+        report("no data keys to rotate")
+        return []
     unfinished = [owner for owner in owners if len(_live(keys[owner])) > 1]
     if unfinished:
         report(f"finishing an interrupted rotation of {len(unfinished)} key owner(s)")
