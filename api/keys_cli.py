@@ -38,6 +38,9 @@ def _run(settings: Settings, job: Callable[[AsyncEngine], Awaitable[T]]) -> T:
     except (rotation.RotationError, DomainError, DecryptionError, LookupError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted: what is done stays done; run the command again", err=True)
+        raise typer.Exit(130) from None
 
 
 def _workspace(value: str | None) -> uuid.UUID | None:

@@ -47,6 +47,7 @@ from domain.identity.models import Workspace
 
 Report = Callable[[str], None]
 MAX_SWEEPS = 20
+SWEEP_PAUSE_SECONDS = 0.1
 
 
 def _quiet(_line: str) -> None:
@@ -245,6 +246,9 @@ async def rotate_owner(
                 f"{label}: rows under old keys keep coming back after {MAX_SWEEPS} sweeps "
                 "(an API process with a stale keyring?); run the rotation again"
             )
+        if result.sweeps > 1:
+            # Rows left by a CAS miss or held by an API transaction: give it time to end.
+            await asyncio.sleep(SWEEP_PAUSE_SECONDS * (result.sweeps - 1))
         for table in tables:
             if stale[table.name]:
                 result.reencrypted += await _reencrypt_table(
