@@ -158,7 +158,7 @@ async def rotate_data_keys(
         keys = await _field_keys(engine, owners)
         report(f"created new data keys for {len(owners)} key owner(s)")
     targets = {owner: max(row.key_id for row in _live(keys[owner])) for owner in owners}
-    newest = max(as_utc(row.created_at) for rows in keys.values() for row in _live(rows))
+    newest = max(as_utc(row.created_at) for owner in owners for row in _live(keys[owner]))
     await _wait_until_loaded(keyring, newest, report)
     results = []
     for owner in owners:
