@@ -7,9 +7,11 @@ import asyncio
 import typer
 import uvicorn
 
+from api.keys_cli import keys_app
 from domain.core.settings import Settings, get_settings
 
 app = typer.Typer(help="WealthWise: the personal-wealth GraphQL API.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 
 
 def _serve(settings: Settings, host: str | None, port: int | None, workers: int) -> None:

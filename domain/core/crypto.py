@@ -46,13 +46,11 @@ class KeyEncryptionKey:
         return cls(key_id=hashlib.sha256(secret).hexdigest()[:16], secret=secret)
 
     @classmethod
-    def load_or_create(cls, path: Path) -> KeyEncryptionKey:
-        """The embedded default: a key file in the data dir, created with mode 0600."""
-        if not path.exists():
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(base64.b64encode(os.urandom(32)).decode())
-        return cls.from_base64(path.read_text().strip())
+    def generate(cls) -> KeyEncryptionKey:
+        return cls.from_base64(base64.b64encode(os.urandom(32)).decode())
+
+    def to_base64(self) -> str:
+        return base64.b64encode(self.secret).decode()
 
     def wrap(self, dek: bytes, owner: uuid.UUID, key_id: int) -> bytes:
         nonce = os.urandom(_NONCE_BYTES)
@@ -113,6 +111,47 @@ class FieldCipher:
 
     def open_int(self, blob: bytes, table: str, column: str, row_id: uuid.UUID) -> int:
         return int.from_bytes(self.open(blob, table, column, row_id), "big", signed=True)
+
+
+def load_key_file(path: Path) -> list[KeyEncryptionKey]:
+    """The embedded default: KEKs in a key file of the data dir (mode 0600), one per line,
+    the active one first, then earlier ones still accepted during a rotation.
+    A missing file is created with one fresh key."""
+    if not path.exists():
+        _write_private(path, [KeyEncryptionKey.generate()])
+    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if not lines:
+        raise ValueError(f"The key file {path} is empty")
+    return [KeyEncryptionKey.from_base64(line) for line in lines]
+
+
+def write_key_file(path: Path, keys: list[KeyEncryptionKey]) -> None:
+    """Replace the key file atomically (a crash leaves the old file or the new one)."""
+    scratch = path.with_name(path.name + ".new")
+    scratch.unlink(missing_ok=True)
+    _write_private(scratch, keys)
+    os.replace(scratch, path)
+
+
+def _write_private(path: Path, keys: list[KeyEncryptionKey]) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write("".join(key.to_base64() + "\n" for key in keys))
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def ciphertext_key_id(blob: bytes) -> int:
+    """The data key id a sealed field names (its header), without opening it."""
+    version, key_id = _HEADER.unpack_from(blob)
+    if version != FORMAT_VERSION:
+        raise DecryptionError(f"Unknown ciphertext version {version}")
+    return int(key_id)
+
+
+def ciphertext_header(key_id: int) -> bytes:
+    """The first bytes of every field sealed under `key_id`: lets SQL find them."""
+    return _HEADER.pack(FORMAT_VERSION, key_id)
 
 
 def new_data_key() -> bytes:

@@ -31,7 +31,11 @@ def as_utc(moment: datetime) -> datetime:
 
 
 class DataKey(SQLModel, table=True):
-    """A data key of one owner (workspace, or the system owner), wrapped by the KEK."""
+    """A data key of one owner (workspace, or the system owner), wrapped by the KEK.
+
+    During a KEK rotation it is also wrapped by the previous KEK, so processes that still
+    run with that one keep working until `wealthwise keys purge-retired` drops it.
+    """
 
     __tablename__ = "data_keys"
     __table_args__ = (UniqueConstraint("owner_id", "key_id", "purpose"),)
@@ -42,6 +46,8 @@ class DataKey(SQLModel, table=True):
     key_id: int
     kek_id: str = Field(max_length=32)
     wrapped: bytes = Field(sa_type=LargeBinary)
+    previous_kek_id: str | None = Field(default=None, max_length=32)
+    previous_wrapped: bytes | None = Field(default=None, sa_type=LargeBinary)
     created_at: datetime = timestamp_field()
     retired_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
 

@@ -29,6 +29,11 @@ class Settings(BaseSettings):
     # Key-encryption key, base64 of 32 bytes; unset: a key file in the data dir (mode 0600).
     kek: SecretStr | None = None
     kek_file: Path | None = None
+    # Earlier KEKs (comma-separated base64) still accepted for unwrapping during a rotation.
+    kek_previous: SecretStr | None = None
+    # How old a process's cached data keys may get; a rotated key is used for writes only
+    # once every process has had time to load it (see domain/encryption/rotation.py).
+    key_refresh_seconds: float = 5.0
     # JWT signing secret; unset: a secret file in the data dir (mode 0600).
     jwt_secret: SecretStr | None = None
     access_token_minutes: int = 15

@@ -1,7 +1,7 @@
 """row level security: the API's own role, per-transaction tenant scope, forced policies
 
 Revision ID: 0006
-Revises: 0001
+Revises: 0004
 Create Date: 2026-11-27 23:30:00
 
 PostgreSQL only (SQLite has no roles; there the repository layer is the only wall).
@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006"
-down_revision: str | None = "0001"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

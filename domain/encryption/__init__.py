@@ -1,0 +1,1 @@
+"""Key management across the database: the registry of encrypted columns and rotation."""
