@@ -22,12 +22,19 @@ WRITE_OPTION = "wealthwise_write"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
+def create_engine(settings: Settings, *, statement_timeout: float | None = None) -> AsyncEngine:
+    """The engine; `statement_timeout` (seconds) bounds each statement on PostgreSQL."""
     url = settings.resolved_database_url
     if url.startswith("sqlite"):
         settings.ensure_data_dir()
         return _create_sqlite_engine(url, echo=settings.sql_echo)
-    return create_async_engine(url, echo=settings.sql_echo, pool_size=10, max_overflow=10)
+    connect_args: dict[str, Any] = {}
+    if statement_timeout is not None:
+        milliseconds = str(max(1, round(statement_timeout * 1000)))
+        connect_args["server_settings"] = {"statement_timeout": milliseconds}
+    return create_async_engine(
+        url, echo=settings.sql_echo, pool_size=10, max_overflow=10, connect_args=connect_args
+    )
 
 
 def _create_sqlite_engine(url: str, *, echo: bool) -> AsyncEngine:
