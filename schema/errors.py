@@ -12,6 +12,8 @@ from strawberry.extensions import SchemaExtension
 from domain.core.errors import DomainError
 
 log = structlog.get_logger(__name__)
+# PostgreSQL's query_canceled: the API role's statement_timeout fired.
+QUERY_CANCELED = "57014"
 # graphql-core's wording for a value that does not fit its type (input, not query shape).
 _VALUE_ERROR = re.compile(r"^Variable|^Expected value of type|cannot represent|got invalid value")
 
@@ -50,6 +52,14 @@ def classify(error: GraphQLError) -> GraphQLError:
         return _coded(error, "BAD_USER_INPUT")
     if isinstance(original, (ValueError, TypeError)) and error.path is None:
         return _coded(error, "BAD_USER_INPUT")
+    if getattr(getattr(original, "orig", None), "sqlstate", None) == QUERY_CANCELED:
+        log.warning("statement_timeout", path=error.path)
+        return GraphQLError(
+            message="The operation took too long and was cancelled; nothing was changed",
+            nodes=error.nodes,
+            path=error.path,
+            extensions={"code": "TIMEOUT"},
+        )
     log.error("unexpected_error", path=error.path, exc_info=original)
     return GraphQLError(
         message="Internal server error",
