@@ -9,24 +9,26 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import strawberry
 import structlog
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from api.graphql import WealthWiseGraphQL
 from api.logging import configure_logging
 from api.middleware import RequestIdMiddleware
+from api.security import OriginAllowlist, RequestBodyLimit, SecurityHeaders
 from domain.core.db import create_engine, unit_of_work
 from domain.core.keys import Keyring
 from domain.core.settings import Settings, get_settings
 from domain.identity.tokens import TokenSigner
-from schema import schema
-from schema.context import AppServices
+from schema import schema as wealthwise_schema
+from schema.context import ACCESS_COOKIE, REFRESH_COOKIE, AppServices
 
 log = structlog.get_logger(__name__)
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -36,18 +38,22 @@ def build_services(settings: Settings) -> AppServices:
     keyring = Keyring.from_settings(settings)
     return AppServices(
         settings=settings,
-        engine=create_engine(settings),
+        engine=create_engine(settings, statement_timeout=settings.query_timeout_seconds),
         keyring=keyring,
         signer=TokenSigner.from_settings(settings),
         cursor_key=hmac.new(keyring.kek.secret, b"wealthwise-cursor", hashlib.sha256).digest(),
     )
 
 
-def create_app(settings: Settings | None = None, services: AppServices | None = None) -> Starlette:
+def create_app(
+    settings: Settings | None = None,
+    services: AppServices | None = None,
+    schema: strawberry.Schema = wealthwise_schema,
+) -> Starlette:
     settings = settings or get_settings()
     configure_logging(settings)
     services = services or build_services(settings)
-    graphql = WealthWiseGraphQL(schema, services, graphiql=settings.graphiql)
+    graphql = WealthWiseGraphQL(schema, services, graphiql=settings.graphiql_enabled)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, AppServices]]:
@@ -82,11 +88,26 @@ def create_app(settings: Settings | None = None, services: AppServices | None = 
 
     routes = [
         Route("/graphql", graphql, methods=["GET", "POST"]),
+        # graphql-transport-ws and graphql-ws (a Route matches HTTP requests only).
+        WebSocketRoute("/graphql", graphql),
         Route("/health/live", live),
         Route("/health/ready", ready),
         Mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web"),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(RequestIdMiddleware)])
+    session_cookies = [
+        f"{prefix}{name}" for name in (ACCESS_COOKIE, REFRESH_COOKIE) for prefix in ("", "__Host-")
+    ]
+    middleware = [
+        Middleware(RequestIdMiddleware),
+        Middleware(SecurityHeaders),
+        Middleware(
+            OriginAllowlist,
+            allowed_origins=settings.resolved_allowed_origins,
+            session_cookies=session_cookies,
+        ),
+        Middleware(RequestBodyLimit, max_bytes=settings.max_request_bytes),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
 
 
 async def _redis_check(url: str) -> str:

@@ -24,6 +24,8 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int)
         log_level="warning",
         ws_ping_interval=20,
         ws_ping_timeout=20,
+        # A WebSocket message is held whole: the same ceiling as a request body.
+        ws_max_size=settings.max_request_bytes,
     )
 
 

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import structlog
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
+from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.types.execution import ExecutionResult
 from strawberry.types.unset import UNSET
 
+from api.security import csrf_rejected, csrf_safe, error_response, graphiql_csp
 from schema.context import AppServices, RequestContext
 from schema.errors import classify
 
@@ -28,8 +33,21 @@ class WealthWiseGraphQL(GraphQL[RequestContext, None]):
             graphql_ide="graphiql" if graphiql else None,
             allow_queries_via_get=False,
             multipart_uploads_enabled=False,
+            allowed_origins=services.settings.resolved_allowed_origins,
         )
         self.services = services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        try:
+            response = await self.run(Request(scope, receive))
+        except HTTPException as error:  # Strawberry answers these as plain text: use JSON
+            response = error_response(
+                error.status_code, _http_error_code(error), error.reason or "Bad request"
+            )
+        await response(scope, receive, send)
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
@@ -43,6 +61,12 @@ class WealthWiseGraphQL(GraphQL[RequestContext, None]):
         return context
 
     async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
+        if (
+            isinstance(request, Request)
+            and not self.should_render_graphql_ide(self.request_adapter_class(request))
+            and not csrf_safe(request.headers)
+        ):
+            return csrf_rejected()
         try:
             return await super().run(request, context, root_value)
         finally:
@@ -50,6 +74,40 @@ class WealthWiseGraphQL(GraphQL[RequestContext, None]):
             if context is not None:
                 # Reached only if process_result did not finish the session (an exception).
                 await context.finish(commit=False)
+
+    async def execute_single(
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        sub_response: Response,
+        context: RequestContext,
+        root_value: None,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        """Cancel an operation that runs past the timeout; its transaction is rolled back."""
+        timeout = self.services.settings.query_timeout_seconds
+        try:
+            async with asyncio.timeout(timeout):
+                return await super().execute_single(
+                    request=request,
+                    request_adapter=request_adapter,
+                    sub_response=sub_response,
+                    context=context,
+                    root_value=root_value,
+                    request_data=request_data,
+                )
+        except TimeoutError:
+            log.warning("operation_timeout", operation=request_data.operation_name, s=timeout)
+            return ExecutionResult(
+                data=None,
+                errors=[
+                    GraphQLError(
+                        f"The operation took longer than {timeout:g} s and was cancelled; "
+                        "nothing was changed",
+                        extensions={"code": "TIMEOUT"},
+                    )
+                ],
+            )
 
     async def process_result(
         self, request: Request, result: ExecutionResult
@@ -85,4 +143,17 @@ class WealthWiseGraphQL(GraphQL[RequestContext, None]):
             "const EXAMPLE_QUERY = `",
             "const EXAMPLE_QUERY = `" + examples.replace("`", "\\`") + "\n",
         )
-        return HTMLResponse(html)
+        csp = graphiql_csp(html, request.headers.get("host"))
+        return HTMLResponse(html, headers={"content-security-policy": csp})
+
+
+def _http_error_code(error: HTTPException) -> str:
+    """A code for the transport errors Strawberry raises (bad body, method, batching)."""
+    reason = error.reason or ""
+    if reason == "Batching is not enabled":
+        return "BATCHING_DISABLED"
+    if reason == "Unsupported content type":
+        return "UNSUPPORTED_CONTENT_TYPE"
+    if "not allowed when using GET" in reason:
+        return "OPERATION_NOT_ALLOWED"
+    return {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(error.status_code, "BAD_REQUEST")

@@ -4,16 +4,8 @@ from __future__ import annotations
 
 import strawberry
 from graphql import GraphQLError
-from graphql.validation import ASTValidationRule
 from strawberry import relay
-from strawberry.extensions import (
-    AddValidationRules,
-    MaxTokensLimiter,
-    ParserCache,
-    ValidationCache,
-)
-from strawberry.extensions.max_aliases import create_validator as max_aliases_rule
-from strawberry.extensions.query_depth_limiter import create_validator as max_depth_rule
+from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
@@ -22,6 +14,7 @@ from schema.errors import ErrorCodes, WriteIntent
 from schema.identity.api import IdentityMutation, IdentityQuery
 from schema.ledger.mutations import LedgerMutation
 from schema.ledger.queries import LedgerQuery
+from schema.limits import OperationLimits
 
 
 @strawberry.type
@@ -33,11 +26,6 @@ class NodeQuery:
 
 Query = merge_types("Query", (IdentityQuery, LedgerQuery, NodeQuery))
 Mutation = merge_types("Mutation", (IdentityMutation, LedgerMutation))
-
-
-# Built once: QueryDepthLimiter/MaxAliasesLimiter make a new rule class per request, which
-# would defeat the validation cache (its key includes the rule classes).
-LIMIT_RULES: list[type[ASTValidationRule]] = [max_depth_rule(12, None), max_aliases_rule(30)]
 
 
 class WealthWiseSchema(strawberry.Schema):
@@ -63,7 +51,7 @@ schema = WealthWiseSchema(
         # Frontends send the same few documents again and again: parse and validate once.
         lambda: ParserCache(maxsize=512),
         lambda: ValidationCache(maxsize=512),
-        lambda: AddValidationRules(LIMIT_RULES),
-        lambda: MaxTokensLimiter(max_token_count=5_000),
+        # Depth, alias and token limits and introspection, from the app's settings.
+        OperationLimits,
     ],
 )

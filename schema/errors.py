@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections.abc import Iterator
 
 import structlog
@@ -12,6 +13,8 @@ from strawberry.extensions import SchemaExtension
 from domain.core.errors import DomainError
 
 log = structlog.get_logger(__name__)
+# PostgreSQL's query_canceled: the API engine's statement_timeout fired.
+QUERY_CANCELED = "57014"
 # graphql-core's wording for a value that does not fit its type (input, not query shape).
 _VALUE_ERROR = re.compile(r"^Variable|^Expected value of type|cannot represent|got invalid value")
 
@@ -25,6 +28,14 @@ def _coded(error: GraphQLError, code: str, **extra: str) -> GraphQLError:
         path=error.path,
         extensions={**(error.extensions or {}), "code": code, **extra},
     )
+
+
+def _statement_timed_out(error: Exception) -> bool:
+    """PostgreSQL's statement_timeout or our SQLite progress handler stopped a statement."""
+    driver_error = getattr(error, "orig", None)
+    if getattr(driver_error, "sqlstate", None) == QUERY_CANCELED:
+        return True
+    return isinstance(driver_error, sqlite3.OperationalError) and str(driver_error) == "interrupted"
 
 
 def classify(error: GraphQLError) -> GraphQLError:
@@ -50,6 +61,14 @@ def classify(error: GraphQLError) -> GraphQLError:
         return _coded(error, "BAD_USER_INPUT")
     if isinstance(original, (ValueError, TypeError)) and error.path is None:
         return _coded(error, "BAD_USER_INPUT")
+    if _statement_timed_out(original):
+        log.warning("statement_timeout", path=error.path)
+        return GraphQLError(
+            message="The operation took too long and was cancelled; nothing was changed",
+            nodes=error.nodes,
+            path=error.path,
+            extensions={"code": "TIMEOUT"},
+        )
     log.error("unexpected_error", path=error.path, exc_info=original)
     return GraphQLError(
         message="Internal server error",

@@ -6,6 +6,7 @@ sessions that write, so two writers queue on the lock instead of failing on comm
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,21 +21,35 @@ from domain.core.settings import Settings
 
 WRITE_OPTION = "wealthwise_write"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+STATEMENT_STARTED = "wealthwise_statement_started"
 
 
-def create_engine(settings: Settings, *, owner: bool = False) -> AsyncEngine:
+def create_engine(
+    settings: Settings, *, owner: bool = False, statement_timeout: float | None = None
+) -> AsyncEngine:
     """The API's engine; `owner=True` connects as the tables' owner (migrations, admin CLI).
 
     On PostgreSQL the API's role is subject to row-level security: see `bind_scope`.
+    `statement_timeout` (seconds) bounds each statement.
     """
     url = settings.resolved_database_url if owner else settings.resolved_app_database_url
     if url.startswith("sqlite"):
         settings.ensure_data_dir()
-        return _create_sqlite_engine(url, echo=settings.sql_echo)
-    return create_async_engine(url, echo=settings.sql_echo, pool_size=10, max_overflow=10)
+        return _create_sqlite_engine(
+            url, echo=settings.sql_echo, statement_timeout=statement_timeout
+        )
+    connect_args: dict[str, Any] = {}
+    if statement_timeout is not None:
+        milliseconds = str(max(1, round(statement_timeout * 1000)))
+        connect_args["server_settings"] = {"statement_timeout": milliseconds}
+    return create_async_engine(
+        url, echo=settings.sql_echo, pool_size=10, max_overflow=10, connect_args=connect_args
+    )
 
 
-def _create_sqlite_engine(url: str, *, echo: bool) -> AsyncEngine:
+def _create_sqlite_engine(
+    url: str, *, echo: bool, statement_timeout: float | None = None
+) -> AsyncEngine:
     engine = create_async_engine(
         url,
         echo=echo,
@@ -52,6 +67,12 @@ def _create_sqlite_engine(url: str, *, echo: bool) -> AsyncEngine:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.close()
+        if statement_timeout is not None:
+            _interrupt_slow_statements(dbapi_connection, _record.info, statement_timeout)
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _on_statement(connection: Any, *_args: Any) -> None:
+        connection.info[STATEMENT_STARTED] = time.monotonic()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
@@ -59,6 +80,19 @@ def _create_sqlite_engine(url: str, *, echo: bool) -> AsyncEngine:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
+
+
+def _interrupt_slow_statements(
+    dbapi_connection: Any, info: dict[str, Any], statement_timeout: float
+) -> None:
+    """SQLite has no statement_timeout: a progress handler, called by SQLite's worker thread
+    every few thousand steps of a statement, interrupts one that has run for too long."""
+
+    def progress() -> int:
+        started = info.get(STATEMENT_STARTED)
+        return int(started is not None and time.monotonic() - started > statement_timeout)
+
+    dbapi_connection.run_async(lambda driver: driver.set_progress_handler(progress, 10_000))
 
 
 def session_for(engine: AsyncEngine, *, write: bool) -> AsyncSession:

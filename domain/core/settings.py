@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -42,10 +43,54 @@ class Settings(BaseSettings):
     port: int = 8000
     log_format: Literal["console", "json"] | None = None
     log_level: str = "INFO"
-    graphiql: bool = True
+    # GraphiQL at GET /graphql and schema introspection; unset: on except in production.
+    graphiql: bool | None = None
+    introspection: bool | None = None
+    graphql_max_depth: int = 12
+    graphql_max_tokens: int = 5_000
+    graphql_max_aliases: int = 30
+    # Larger request bodies are refused with 413 (counted while streaming, never buffered).
+    max_request_bytes: int = 1_048_576
+    # An operation running longer is cancelled and rolled back; also PostgreSQL's
+    # statement_timeout for the API's connections.
+    query_timeout_seconds: float = 10.0
+    # Origins (scheme://host[:port]) whose pages may open WebSockets and POST; unset: the
+    # API's own origin from host/port (plus localhost and 127.0.0.1 in development).
+    # JSON list or comma-separated.
+    allowed_origins: Annotated[list[str] | None, NoDecode] = None
     # The month the demo seed ends in (default: the current month).
     demo_anchor: date | None = None
     sql_echo: bool = False
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @property
+    def graphiql_enabled(self) -> bool:
+        return self.graphiql if self.graphiql is not None else self.environment != "production"
+
+    @property
+    def introspection_enabled(self) -> bool:
+        if self.introspection is not None:
+            return self.introspection
+        return self.environment != "production"
+
+    @property
+    def resolved_allowed_origins(self) -> list[str]:
+        if self.allowed_origins is not None:
+            return self.allowed_origins
+        hosts = [] if self.host in ("0.0.0.0", "::") else [self.host]
+        if self.environment != "production":
+            hosts += ["localhost", "127.0.0.1"]
+        hosts = [f"[{host}]" if ":" in host else host for host in dict.fromkeys(hosts)]
+        return [f"{scheme}://{host}:{self.port}" for host in hosts for scheme in ("http", "https")]
 
     @cached_property
     def resolved_database_url(self) -> str:
