@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     # The month the demo seed ends in (default: the current month).
     demo_anchor: date | None = None
     sql_echo: bool = False
+    # Seal every audit chain whose head moved this often (0: only on demand).
+    audit_checkpoint_minutes: float = 5
 
     @cached_property
     def resolved_database_url(self) -> str:
