@@ -109,6 +109,8 @@ async def test_sign_ins_go_to_the_system_chain(make_client: Any, services: AppSe
     await stranger.ok(LOGIN, e=session["email"], p=PASSWORD)
     stranger.headers["X-Request-ID"] = out_request = f"out-{uuid.uuid4().hex[:8]}"
     await stranger.ok("mutation { logout { sessionsEnded } }")
+    client.headers["X-Request-ID"] = everywhere_request = f"all-{uuid.uuid4().hex[:8]}"
+    await client.ok("mutation { logoutEverywhere { sessionsEnded } }")
 
     (registered,) = await system_events(services, request)
     assert (registered.action, registered.outcome, registered.actor_id) == (
@@ -124,6 +126,8 @@ async def test_sign_ins_go_to_the_system_chain(make_client: Any, services: AppSe
     assert (logged_in.action, logged_in.actor_id, logged_in.outcome) == ("auth.login", user, "ok")
     (logged_out,) = await system_events(services, out_request)
     assert (logged_out.action, logged_out.actor_id) == ("auth.logout", user)
+    (everywhere,) = await system_events(services, everywhere_request)
+    assert (everywhere.action, everywhere.actor_id) == ("auth.logout_everywhere", user)
     assert await chain(services, workspace_of(session)) == []  # nothing in the workspace
 
 
