@@ -6,7 +6,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
 
-from sqlalchemy import func, union, update
+from sqlalchemy import func, insert, union, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -43,6 +43,10 @@ class AuditRepository:
         )
         row = (await self.session.execute(query.with_for_update() if lock else query)).first()
         return None if row is None else (row[0], row[1])
+
+    async def add_event(self, event: AuditEvent) -> None:
+        # A Core INSERT: the hot path of every audited read, without the ORM's flush.
+        await self.session.execute(insert(AuditEvent).values(**event.model_dump()))
 
     async def move_head(self, workspace_id: uuid.UUID, seq: int, hash: str) -> None:
         await self.session.execute(

@@ -70,8 +70,7 @@ async def record_event(
         hash="",
     )
     event.hash = hash_of(event)
-    session.add(event)
-    await session.flush()
+    await repository.add_event(event)
     await repository.move_head(workspace_id, event.seq, event.hash)
     return event
 
