@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import hashlib
 import hmac
@@ -23,6 +25,7 @@ from api.graphql import WealthWiseGraphQL
 from api.logging import configure_logging
 from api.middleware import RequestIdMiddleware
 from api.security import OriginAllowlist, RequestBodyLimit, SecurityHeaders
+from domain.audit.service import seal_all
 from domain.core.db import create_engine, unit_of_work
 from domain.core.keys import Keyring
 from domain.core.settings import Settings, get_settings
@@ -64,7 +67,12 @@ def create_app(
         # otherwise cost 150-200 ms pauses every few requests on a small machine.
         gc.collect()
         gc.freeze()
+        sealing = _start_audit_sealing(services)
         yield {"services": services}
+        if sealing is not None:
+            sealing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sealing
         await services.engine.dispose()
 
     async def live(_request: Request) -> Response:
@@ -108,6 +116,26 @@ def create_app(
         Middleware(RequestBodyLimit, max_bytes=settings.max_request_bytes),
     ]
     return Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
+
+
+def _start_audit_sealing(services: AppServices) -> asyncio.Task[None] | None:
+    minutes = services.settings.audit_checkpoint_minutes
+    if minutes <= 0:
+        return None
+    return asyncio.create_task(_seal_audit_chains(services, minutes * 60))
+
+
+async def _seal_audit_chains(services: AppServices, every_seconds: float) -> None:
+    """Sign every moved audit chain head now and then (the realtime issue moves this to
+    the worker's scheduler)."""
+    while True:
+        await asyncio.sleep(every_seconds)
+        try:
+            sealed = await seal_all(services.engine, services.keyring)
+            if sealed:
+                log.info("audit_sealed", chains=len(sealed))
+        except Exception:  # log and retry next round: sealing must not stop the API
+            log.exception("audit_seal_failed")
 
 
 async def _redis_check(url: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import typer
 import uvicorn
@@ -81,6 +82,53 @@ def export_schema(path: str = "schema.graphql") -> None:
 
     Path(path).write_text(schema.as_str() + "\n")
     typer.echo(f"wrote {path}")
+
+
+audit = typer.Typer(help="The audit trail: verify chains, seal them, show the public key.")
+app.add_typer(audit, name="audit")
+
+
+@audit.command("verify")
+def audit_verify(
+    workspace: str | None = typer.Option(None, help="Only this workspace's chain (an id)."),
+) -> None:
+    """Check every chain and checkpoint; name the first bad event and exit 1."""
+    from domain.audit.admin import verify
+
+    report = asyncio.run(verify(get_settings(), _workspace_option(workspace)))
+    typer.echo(report.summary())
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@audit.command("checkpoint")
+def audit_checkpoint() -> None:
+    """Seal every chain whose head moved since its last checkpoint."""
+    from domain.audit.admin import checkpoint
+
+    sealed = asyncio.run(checkpoint(get_settings()))
+    for row in sealed:
+        typer.echo(f"sealed {row.workspace_id} at seq {row.seq} ({row.head_hash[:16]}...)")
+    typer.echo(f"{len(sealed)} chains sealed")
+
+
+@audit.command("public-key")
+def audit_public_key() -> None:
+    """Print the checkpoint signing key (PEM) for offline verification."""
+    from domain.audit.admin import public_key
+
+    typer.echo(asyncio.run(public_key(get_settings())), nl=False)
+
+
+def _workspace_option(value: str | None) -> uuid.UUID | None:
+    if value is None:
+        return None
+    from schema.ids import decode_id
+
+    try:
+        return decode_id(value, "Workspace")
+    except Exception:
+        raise typer.BadParameter(f"not a workspace id: {value!r}") from None
 
 
 def main() -> None:

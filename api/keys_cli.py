@@ -129,6 +129,11 @@ def purge_retired() -> None:
         f"destroyed {purged.data_keys} retired data key(s) and "
         f"{purged.previous_wrappings} wrapping(s) by a previous KEK"
     )
+    if purged.kept_for_audit:
+        typer.echo(
+            f"kept {purged.kept_for_audit} retired data key(s) for decryption only: "
+            "the append-only audit trail still names them"
+        )
     if settings.kek is None:
         path = kek_file(settings)
         if len(load_key_file(path)) > 1:

@@ -10,6 +10,7 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from domain.core.errors import DomainError
+from schema.audit import AuditMutation, AuditQuery, AuditTrail
 from schema.errors import ErrorCodes, WriteIntent
 from schema.identity.api import IdentityMutation, IdentityQuery
 from schema.ledger.mutations import LedgerMutation
@@ -24,8 +25,8 @@ class NodeQuery:
     )
 
 
-Query = merge_types("Query", (IdentityQuery, LedgerQuery, NodeQuery))
-Mutation = merge_types("Mutation", (IdentityMutation, LedgerMutation))
+Query = merge_types("Query", (IdentityQuery, LedgerQuery, NodeQuery, AuditQuery))
+Mutation = merge_types("Mutation", (IdentityMutation, LedgerMutation, AuditMutation))
 
 
 class WealthWiseSchema(strawberry.Schema):
@@ -48,6 +49,7 @@ schema = WealthWiseSchema(
     extensions=[
         WriteIntent,
         ErrorCodes,
+        AuditTrail,
         # Frontends send the same few documents again and again: parse and validate once.
         lambda: ParserCache(maxsize=512),
         lambda: ValidationCache(maxsize=512),

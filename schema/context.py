@@ -58,6 +58,8 @@ class RequestContext:
     _tenant: Tenant | None = None
     _loaders: LedgerLoaders | None = None
     _durable: list[Callable[[AsyncSession], Awaitable[object]]] = field(default_factory=list)
+    _before_commit: list[Callable[[AsyncSession], Awaitable[object]]] = field(default_factory=list)
+    _after_commit: list[Callable[[AsyncSession], Awaitable[object]]] = field(default_factory=list)
 
     @asynccontextmanager
     async def db(self) -> AsyncIterator[AsyncSession]:
@@ -72,11 +74,26 @@ class RequestContext:
         (security state such as a revoked session must survive the request's rollback)."""
         self._durable.append(action)
 
+    def before_commit(self, action: Callable[[AsyncSession], Awaitable[object]]) -> None:
+        """Run `action` in the request's own transaction just before it commits (only if it
+        is about to commit: the audit event of a successful mutation)."""
+        self._before_commit.append(action)
+
+    def after_commit(self, action: Callable[[AsyncSession], Awaitable[object]]) -> None:
+        """Run `action` in a transaction of its own once the request has committed."""
+        self._after_commit.append(action)
+
     async def finish(self, *, commit: bool) -> None:
         session, self._session = self._session, None
+        before, self._before_commit = self._before_commit, []
+        after, self._after_commit = self._after_commit, []
+        if session is None and commit and before:
+            session = session_for(self.services.engine, write=True)
         if session is not None:
             try:
                 if commit:
+                    for action in before:
+                        await action(session)
                     await session.commit()
                 else:
                     await session.rollback()
@@ -84,10 +101,14 @@ class RequestContext:
                 await session.close()
         durable, self._durable = self._durable, []
         scope = dict(session.info.get(SCOPE_INFO, {})) if session is not None else {}
-        for action in durable:
+        for action in [*durable, *after] if commit else durable:
             async with unit_of_work(self.services.engine) as own:
                 own.info[SCOPE_INFO] = dict(scope)  # same row-level-security scope
                 await action(own)
+
+    def resolved(self) -> tuple[AuthSession | None, Tenant | None]:
+        """Who the request has been found to act as so far (no query): for the audit trail."""
+        return self._auth, self._tenant
 
     def access_token(self) -> str | None:
         header = self.request.headers.get("authorization", "")

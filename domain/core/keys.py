@@ -33,6 +33,8 @@ from domain.core.settings import Settings
 
 FIELDS = "fields"
 INDEX = "index"
+AUDIT = "audit"  # the Ed25519 seed that signs audit checkpoints
+SYSTEM_PURPOSES = (FIELDS, INDEX, AUDIT)
 
 
 class Keyring:
@@ -133,9 +135,14 @@ class Keyring:
     async def ensure_system_keys(self, session: AsyncSession) -> None:
         """Create the system owner's keys once; run in a transaction of its own."""
         await bind_scope(session, workspace_id=SYSTEM_OWNER)
-        for purpose in (FIELDS, INDEX):
+        for purpose in SYSTEM_PURPOSES:
             if not await self.data_keys(session, SYSTEM_OWNER, purpose):
                 await self.add_key(session, SYSTEM_OWNER, purpose)
+
+    async def system_secrets(self, session: AsyncSession, purpose: str) -> dict[int, bytes]:
+        """Every key of one system purpose (e.g. AUDIT), unwrapped, by key id."""
+        rows = await self.data_keys(session, SYSTEM_OWNER, purpose)
+        return {row.key_id: self.kek.unwrap(row.wrapped, SYSTEM_OWNER, row.key_id) for row in rows}
 
     def forget(self) -> None:
         """Drop cached keys (after a rollback that may have discarded new keys)."""

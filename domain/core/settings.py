@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     # The month the demo seed ends in (default: the current month).
     demo_anchor: date | None = None
     sql_echo: bool = False
+    # Seal every audit chain whose head moved this often (0: only on demand).
+    audit_checkpoint_minutes: float = 5
 
     @field_validator("allowed_origins", mode="before")
     @classmethod

@@ -15,6 +15,7 @@ from sqlalchemy import Column, ColumnElement, Table, and_, func, literal, or_, t
 from sqlalchemy.types import LargeBinary
 from sqlmodel import SQLModel
 
+from domain.audit.models import AuditEvent
 from domain.core.crypto import SYSTEM_OWNER, ciphertext_header
 from domain.identity.models import User, Workspace
 from domain.ledger.models import Account, MonthTotal, Posting, Transaction
@@ -85,6 +86,11 @@ ENCRYPTED: tuple[EncryptedTable, ...] = (
     EncryptedTable(Posting, ("amount", "memo"), "workspace_id"),
     EncryptedTable(MonthTotal, ("amount",), "workspace_id"),
 )
+
+# Sealed once and never re-encrypted: the audit trail is append-only (a trigger refuses
+# UPDATE) and its hash chain covers the ciphertext. Rotation leaves these under the key
+# that sealed them; `purge-retired` keeps any retired key they still name.
+APPEND_ONLY: tuple[EncryptedTable, ...] = (EncryptedTable(AuditEvent, ("ip",), "workspace_id"),)
 
 
 def tables_of(owner: uuid.UUID) -> Iterator[EncryptedTable]:

@@ -42,7 +42,13 @@ from domain.core.db import bind_scope, unit_of_work
 from domain.core.keys import FIELDS, Keyring, kek_file
 from domain.core.models import DataKey, as_utc, utcnow
 from domain.core.settings import Settings
-from domain.encryption.registry import ENCRYPTED, EncryptedTable, header_of, tables_of
+from domain.encryption.registry import (
+    APPEND_ONLY,
+    ENCRYPTED,
+    EncryptedTable,
+    header_of,
+    tables_of,
+)
 from domain.identity.models import Workspace
 
 Report = Callable[[str], None]
@@ -475,10 +481,12 @@ def _state(keyring: Keyring, row: DataKey, owner_keys: Sequence[DataKey]) -> str
     return "pending" if row.key_id > active else "old"
 
 
-async def ciphertexts_per_key(session: AsyncSession) -> dict[tuple[uuid.UUID, int], int]:
+async def ciphertexts_per_key(
+    session: AsyncSession, tables: tuple[EncryptedTable, ...] = ENCRYPTED
+) -> dict[tuple[uuid.UUID, int], int]:
     """(owner, key id) -> number of sealed values naming that key, across the registry."""
     counts: dict[tuple[uuid.UUID, int], int] = defaultdict(int)
-    for table in ENCRYPTED:
+    for table in tables:
         owner = table.owner_expression()
         for name in table.fields:
             header = header_of(table.column(name))
@@ -496,6 +504,7 @@ async def ciphertexts_per_key(session: AsyncSession) -> dict[tuple[uuid.UUID, in
 class Purged:
     data_keys: int
     previous_wrappings: int
+    kept_for_audit: int = 0
 
 
 async def purge_retired(engine: AsyncEngine, keyring: Keyring) -> Purged:
@@ -522,13 +531,20 @@ async def purge_retired(engine: AsyncEngine, keyring: Keyring) -> Purged:
             )
         if reasons:
             raise RotationError("refusing to purge: " + "; ".join(reasons))
-        deleted = wrappings = 0
+        deleted = wrappings = audit_keys = 0
+        kept = await ciphertexts_per_key(session, APPEND_ONLY)
         for row in rows:
-            if row.retired_at is not None:
+            if row.retired_at is not None and kept.get((row.owner_id, row.key_id)):
+                # still named by the append-only audit trail: decrypt-only, never destroyed
+                audit_keys += 1
+                if row.previous_wrapped is not None:
+                    row.previous_kek_id, row.previous_wrapped = None, None
+                    wrappings += 1
+            elif row.retired_at is not None:
                 await session.delete(row)
                 deleted += 1
             elif row.previous_wrapped is not None:
                 row.previous_kek_id, row.previous_wrapped = None, None
                 wrappings += 1
         await session.flush()
-    return Purged(deleted, wrappings)
+    return Purged(deleted, wrappings, audit_keys)

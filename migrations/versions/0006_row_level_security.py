@@ -81,9 +81,28 @@ WORKSPACE_TABLES = [
     "transaction_tags",
     "month_totals",
     "fx_rates",
+    "audit_events",
+    "audit_heads",
+    "audit_checkpoints",
 ]
 # Append-only for the API role (a trigger also raises for everyone).
-INSERT_ONLY_TABLES: list[str] = []
+INSERT_ONLY_TABLES = ["audit_events", "audit_checkpoints"]
+
+# The periodic sealer runs in the API process, whose role sees one workspace per
+# transaction: this function, owned by the table owner, lists only which chains moved
+# since their last checkpoint (ids, nothing else).
+CHAINS_TO_SEAL = """
+CREATE OR REPLACE FUNCTION ww_audit_chains_to_seal() RETURNS SETOF uuid
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
+BEGIN
+  PERFORM set_config('app.maintenance', 'on', true);
+  RETURN QUERY
+    SELECT h.workspace_id FROM audit_heads h
+    WHERE h.seq > coalesce(
+      (SELECT max(c.seq) FROM audit_checkpoints c WHERE c.workspace_id = h.workspace_id), 0)
+    ORDER BY h.workspace_id;
+  PERFORM set_config('app.maintenance', '', true);
+END $$"""
 
 
 def _app_role() -> str:
@@ -134,6 +153,9 @@ def upgrade() -> None:
     op.execute(f'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO "{role}"')
     op.execute(f'REVOKE ALL ON alembic_version FROM "{role}"')
     op.execute(f'GRANT SELECT ON alembic_version TO "{role}"')
+    op.execute(CHAINS_TO_SEAL)
+    op.execute("REVOKE ALL ON FUNCTION ww_audit_chains_to_seal() FROM PUBLIC")
+    op.execute(f'GRANT EXECUTE ON FUNCTION ww_audit_chains_to_seal() TO "{role}"')
     for table in INSERT_ONLY_TABLES:
         op.execute(f'REVOKE UPDATE, DELETE, TRUNCATE ON {table} FROM "{role}"')
     policies = dict(POLICIES)
@@ -153,6 +175,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP FUNCTION IF EXISTS ww_audit_chains_to_seal()")
         for table in [*POLICIES, *WORKSPACE_TABLES]:
             op.execute(f"DROP POLICY IF EXISTS tenant_scope ON {table}")
             op.execute(f"DROP POLICY IF EXISTS owner_maintenance ON {table}")

@@ -12,6 +12,7 @@ from domain.ledger import accounts as accounts_service
 from domain.ledger import reports
 from domain.ledger import transactions as tx_service
 from domain.ledger.repository import LedgerRepository
+from schema.audit import record_read
 from schema.common import CanRead, Money, PeriodInput, PeriodRange
 from schema.context import Info
 from schema.ids import decode_id, decode_ids
@@ -112,6 +113,7 @@ class LedgerQuery:
         transaction_id = decode_id(id, "Transaction")
         async with info.context.db() as session:
             found = await tx_service.get_transaction(session, tenant, transaction_id)
+        record_read(info, tenant, [found.id])
         return Transaction.of(found)
 
     @strawberry.field(
@@ -134,6 +136,7 @@ class LedgerQuery:
             page = await tx_service.list_transactions(
                 session, tenant, flt, first=limit, after=position
             )
+        record_read(info, tenant, [item.id for item in page.items])
         edges = [
             TransactionEdge(
                 cursor=encode_cursor(key, tenant.workspace_id, (item.date, item.id)),

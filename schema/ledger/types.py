@@ -264,6 +264,7 @@ class Transaction(relay.Node):
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Transaction | None]:
         from domain.ledger.repository import LedgerRepository
+        from schema.audit import record_read
 
         tenant = await info.context.tenant()
         ids = [i for i in await _uuid_nodes(node_ids)]
@@ -272,6 +273,7 @@ class Transaction(relay.Node):
                 [i for i in ids if i]
             )
         by_id = {row.id: row for row in rows}
+        record_read(info, tenant, by_id)
         return [cls.of(tx_service.view(tenant, by_id[i])) if i in by_id else None for i in ids]
 
 

@@ -85,6 +85,11 @@ NUMERIC_ALLOWED = {
     ("month_totals", "month"),
     ("month_totals", "postings"),
     ("accounts", "archived"),
+    # audit chain positions and the hash encoding's version
+    ("audit_events", "seq"),
+    ("audit_events", "version"),
+    ("audit_heads", "seq"),
+    ("audit_checkpoints", "seq"),
 }
 
 

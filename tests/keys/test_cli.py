@@ -132,7 +132,10 @@ async def test_purge_retired_refuses_while_a_retired_key_is_still_named(
     assert again.returncode == 0, again.stderr
     purged = run_cli(operator, "purge-retired")
     assert purged.returncode == 0, purged.stderr
-    assert "destroyed 3 retired data key(s)" in purged.stdout  # system 1, workspace 1 and 2
+    # workspace key 2 goes; system key 1 and workspace key 1 sealed audit-trail IPs, which
+    # are never re-encrypted (the chain hashes them): they stay, for decryption only
+    assert "destroyed 1 retired data key(s)" in purged.stdout
+    assert "kept 2 retired data key(s) for decryption only" in purged.stdout
     assert "WEALTHWISE_KEK_PREVIOUS is no longer needed" in purged.stdout
     values = await open_every_value(new_kek_only(database))
     assert set(values[decode_id(asha.workspace, "Workspace")]) == {3}

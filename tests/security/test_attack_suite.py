@@ -98,6 +98,7 @@ def _cases() -> list[Attack]:
         "cashflow": '{ cashflow(period: {start: "2025-01-01", end: "2025-12-31"}) { months { income { amount } expenses { amount } } } }',  # noqa: E501
         "netWorth": "{ netWorth(months: 24) { net { amount } history { month net { amount } } } }",
         "fxRates": "{ fxRates { base quote rate date } }",
+        "auditLog": "{ auditLog(first: 100) { edges { node { id action targetIds actorId } } } }",
     }
     for name, query in read_everything.items():
         cases.append(
@@ -419,6 +420,19 @@ def _cases() -> list[Attack]:
             'mutation($id: ID!) { deleteTransaction(id: $id, idempotencyKey: "d2") { id } }',
             lambda ids: {"id": ids["transaction"]},
             victim_header=True,
+        ),
+        Attack(
+            "sealAuditLog",
+            "seal the victim's audit chain",
+            "mutation { sealAuditLog { seq headHash } }",
+            victim_header=True,
+        ),
+        Attack(
+            "auditLog",
+            "filter on the victim's user id",
+            "query($a: ID!) { auditLog(first: 50, actorId: $a)"
+            " { edges { node { id targetIds } } } }",
+            lambda ids: {"a": ids["user"]},
         ),
         Attack(
             "setFxRate",
