@@ -21,6 +21,7 @@ from starlette.staticfiles import StaticFiles
 from api.graphql import WealthWiseGraphQL
 from api.logging import configure_logging
 from api.middleware import RequestIdMiddleware
+from api.ratelimit import RateLimiter, RateLimitMiddleware
 from domain.core.db import create_engine, unit_of_work
 from domain.core.keys import Keyring
 from domain.core.settings import Settings, get_settings
@@ -34,12 +35,18 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
 def build_services(settings: Settings) -> AppServices:
     keyring = Keyring.from_settings(settings)
+    signer = TokenSigner.from_settings(settings)
     return AppServices(
         settings=settings,
         engine=create_engine(settings),
         keyring=keyring,
-        signer=TokenSigner.from_settings(settings),
+        signer=signer,
         cursor_key=hmac.new(keyring.kek.secret, b"wealthwise-cursor", hashlib.sha256).digest(),
+        limiter=RateLimiter(
+            settings,
+            signer,
+            hmac.new(keyring.kek.secret, b"wealthwise-ratelimit", hashlib.sha256).digest(),
+        ),
     )
 
 
@@ -60,6 +67,8 @@ def create_app(settings: Settings | None = None, services: AppServices | None = 
         gc.freeze()
         yield {"services": services}
         await services.engine.dispose()
+        if isinstance(services.limiter, RateLimiter):
+            await services.limiter.aclose()
 
     async def live(_request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -86,7 +95,10 @@ def create_app(settings: Settings | None = None, services: AppServices | None = 
         Route("/health/ready", ready),
         Mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web"),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(RequestIdMiddleware)])
+    middleware = [Middleware(RequestIdMiddleware)]
+    if isinstance(services.limiter, RateLimiter):
+        middleware.append(Middleware(RateLimitMiddleware, limiter=services.limiter))
+    return Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
 
 
 async def _redis_check(url: str) -> str:

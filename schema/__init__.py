@@ -18,6 +18,7 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from domain.core.errors import DomainError
+from schema.cost import OperationCost
 from schema.errors import ErrorCodes, WriteIntent
 from schema.identity.api import IdentityMutation, IdentityQuery
 from schema.ledger.mutations import LedgerMutation
@@ -65,5 +66,6 @@ schema = WealthWiseSchema(
         lambda: ValidationCache(maxsize=512),
         lambda: AddValidationRules(LIMIT_RULES),
         lambda: MaxTokensLimiter(max_token_count=5_000),
+        OperationCost,
     ],
 )
