@@ -68,8 +68,7 @@ def settings_for(data_dir: Path, database_url: str | None) -> Settings:
         kek=TEST_KEK,  # type: ignore[arg-type]
         jwt_secret=TEST_JWT_SECRET,  # type: ignore[arg-type]
         log_level="WARNING",
-        **ROOMY_RATE_LIMITS,  # type: ignore[arg-type]
-    )
+    ).model_copy(update=ROOMY_RATE_LIMITS)
 
 
 async def _ensure_keys(settings: Settings) -> None:
