@@ -364,7 +364,7 @@ class RateLimiter:
                 target = connection.cookies.get(cookie_name(connection, REFRESH_COOKIE))
             if target:
                 charges.append(Charge(p.target_auth, self.target_subject(target)))
-        verdict = await self.hit(charges)
+        verdict = _log_refusal(await self.hit(charges))
         if context.response is not None:
             context.response.headers.update(verdict.headers())
             if not verdict.allowed:
@@ -374,7 +374,16 @@ class RateLimiter:
 
     async def admit_websocket(self, connection: HTTPConnection) -> Verdict:
         p = self.policies
-        return await self.hit(self._pair(connection, p.ip_websocket, p.user_websocket, 1))
+        return _log_refusal(
+            await self.hit(self._pair(connection, p.ip_websocket, p.user_websocket, 1))
+        )
+
+
+def _log_refusal(verdict: Verdict) -> Verdict:
+    if not verdict.allowed:
+        refused = [o.charge.policy.name for o in verdict.outcomes if not o.allowed]
+        log.info("rate_limited", policies=refused, retry_after=verdict.retry_after)
+    return verdict
 
 
 def _client_ip(connection: HTTPConnection) -> str:

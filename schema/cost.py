@@ -196,11 +196,18 @@ class OperationCost(SchemaExtension):
 
     async def on_operation(self) -> AsyncIterator[None]:
         self.cost = None
-        yield
+        try:
+            yield
+        except Exception:  # e.g. the parser cache raises a syntax error through this hook
+            await self._charge_failure()
+            raise
+        await self._charge_failure()
+
+    async def _charge_failure(self) -> None:
+        """Documents that fail to parse or validate run nothing but still cost some work."""
         context = self.execution_context.context
         gate = _gate(context)
         if self.cost is None and gate is not None:
-            # Parse and validation failures execute nothing but still cost the server work.
             await gate.admit(context, OperationCharge(cost=1, operation=None))
 
     async def on_execute(self) -> AsyncIterator[None]:

@@ -284,3 +284,29 @@ async def serve(app: Any) -> AsyncIterator[int]:
     finally:
         server.should_exit = True
         await task
+
+
+async def test_documents_that_fail_to_parse_or_validate_are_charged_too(
+    limited_app: Any, backend: dict[str, Any]
+) -> None:
+    make: LimitedClients = limited_app(
+        **backend, rate_limit_ip_cost_per_minute=1, rate_limit_ip_cost_burst=3
+    )
+    client = make(ip="192.0.2.30")
+    codes = []
+    for query in ("{ nonsense", "{ noSuchField }", "{ __typename", "{ __typename }"):
+        response = await post(client, query)
+        codes.append(
+            (
+                response.status_code,
+                response.json()["errors"][0]["extensions"]["code"]
+                if "errors" in response.json()
+                else None,
+            )
+        )
+    assert codes == [
+        (200, "GRAPHQL_PARSE_FAILED"),
+        (200, "GRAPHQL_VALIDATION_FAILED"),
+        (200, "GRAPHQL_PARSE_FAILED"),
+        (429, "RATE_LIMITED"),
+    ]
