@@ -222,11 +222,13 @@ class OperationCost(SchemaExtension):
         )
         self.cost = charge.cost
         services = getattr(context, "services", None)
+        gate = _gate(context)
         if services is not None and charge.cost > services.settings.rate_limit_max_cost:
+            if gate is not None:  # refused, not free: a flood of them is still limited
+                await gate.admit(context, OperationCharge(cost=1, operation=None))
             if getattr(context, "response", None) is not None:
                 context.response.status_code = 400
             raise query_too_complex(charge.cost, services.settings.rate_limit_max_cost)
-        gate = _gate(context)
         if gate is not None:
             await gate.admit(context, charge)
         yield

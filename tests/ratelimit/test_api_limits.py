@@ -310,3 +310,17 @@ async def test_documents_that_fail_to_parse_or_validate_are_charged_too(
         (200, "GRAPHQL_PARSE_FAILED"),
         (429, "RATE_LIMITED"),
     ]
+
+
+async def test_operations_over_the_ceiling_are_charged_as_failures(
+    limited_app: Any, backend: dict[str, Any]
+) -> None:
+    make: LimitedClients = limited_app(
+        **backend,
+        rate_limit_max_cost=10,
+        rate_limit_ip_cost_per_minute=1,
+        rate_limit_ip_cost_burst=2,
+    )
+    client = make(ip="192.0.2.31")
+    statuses = [(await post(client, PAGE)).status_code for _ in range(3)]
+    assert statuses == [400, 400, 429]

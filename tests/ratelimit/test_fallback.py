@@ -105,7 +105,7 @@ async def test_requests_stay_limited_while_redis_is_down_and_redis_is_used_again
         assert private_redis.keys() == ["wealthwise:ratelimit:ip-cost:192.0.2.50"]
         recovered = [log for log in logs if log["event"] == "rate_limit_redis_recovered"]
         assert len(recovered) == 1
-        assert [log["event"] for log in logs if log["event"].startswith("rate_limit")] == [
+        assert [log["event"] for log in logs if log["event"].startswith("rate_limit_redis")] == [
             "rate_limit_redis_down",
             "rate_limit_redis_recovered",
         ]
@@ -123,6 +123,6 @@ async def test_an_unreachable_redis_at_start_still_limits(limited_app: Any) -> N
     client = make(ip="192.0.2.51")
     with capture_logs() as logs:
         assert await burst(client, 4) == [200, 200, 429, 429]
-    assert [log["event"] for log in logs if log["event"].startswith("rate_limit")] == [
+    assert [log["event"] for log in logs if log["event"].startswith("rate_limit_redis")] == [
         "rate_limit_redis_down"
     ]
