@@ -24,6 +24,7 @@ from starlette.staticfiles import StaticFiles
 from api.graphql import WealthWiseGraphQL
 from api.logging import configure_logging
 from api.middleware import RequestIdMiddleware
+from api.ratelimit import RateLimiter, RateLimitMiddleware
 from api.security import OriginAllowlist, RequestBodyLimit, SecurityHeaders
 from domain.audit.service import seal_all
 from domain.core.db import create_engine, unit_of_work
@@ -39,12 +40,18 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
 def build_services(settings: Settings) -> AppServices:
     keyring = Keyring.from_settings(settings)
+    signer = TokenSigner.from_settings(settings)
     return AppServices(
         settings=settings,
         engine=create_engine(settings, statement_timeout=settings.query_timeout_seconds),
         keyring=keyring,
-        signer=TokenSigner.from_settings(settings),
+        signer=signer,
         cursor_key=hmac.new(keyring.kek.secret, b"wealthwise-cursor", hashlib.sha256).digest(),
+        limiter=RateLimiter(
+            settings,
+            signer,
+            hmac.new(keyring.kek.secret, b"wealthwise-ratelimit", hashlib.sha256).digest(),
+        ),
     )
 
 
@@ -74,6 +81,8 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await sealing
         await services.engine.dispose()
+        if isinstance(services.limiter, RateLimiter):
+            await services.limiter.aclose()
 
     async def live(_request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -115,6 +124,8 @@ def create_app(
         ),
         Middleware(RequestBodyLimit, max_bytes=settings.max_request_bytes),
     ]
+    if isinstance(services.limiter, RateLimiter):
+        middleware.append(Middleware(RateLimitMiddleware, limiter=services.limiter))
     return Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
 
 

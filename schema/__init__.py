@@ -11,6 +11,7 @@ from strawberry.types import ExecutionContext
 
 from domain.core.errors import DomainError
 from schema.audit import AuditMutation, AuditQuery, AuditTrail
+from schema.cost import OperationCost
 from schema.errors import ErrorCodes, WriteIntent
 from schema.identity.api import IdentityMutation, IdentityQuery
 from schema.ledger.mutations import LedgerMutation
@@ -55,5 +56,6 @@ schema = WealthWiseSchema(
         lambda: ValidationCache(maxsize=512),
         # Depth, alias and token limits and introspection, from the app's settings.
         OperationLimits,
+        OperationCost,
     ],
 )

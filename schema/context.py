@@ -24,6 +24,7 @@ from domain.identity.models import AuthSession
 from domain.identity.tokens import TokenSigner
 
 if TYPE_CHECKING:
+    from schema.cost import CostGate
     from schema.ledger.loaders import LedgerLoaders
 
 ACCESS_COOKIE = "ww_access"
@@ -40,10 +41,20 @@ class AppServices:
     keyring: Keyring
     signer: TokenSigner
     cursor_key: bytes
+    # Charges each operation's cost to the caller's rate-limit budgets (api/ratelimit.py).
+    limiter: CostGate | None = None
 
 
 def cookie_name(request: HTTPConnection, name: str) -> str:
     return f"__Host-{name}" if request.url.scheme in ("https", "wss") else name
+
+
+def access_token(request: HTTPConnection) -> str | None:
+    """The Bearer token of the Authorization header, else the access cookie."""
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip() or None
+    return request.cookies.get(cookie_name(request, ACCESS_COOKIE))
 
 
 @dataclass
@@ -111,10 +122,7 @@ class RequestContext:
         return self._auth, self._tenant
 
     def access_token(self) -> str | None:
-        header = self.request.headers.get("authorization", "")
-        if header.lower().startswith("bearer "):
-            return header[7:].strip() or None
-        return self.request.cookies.get(cookie_name(self.request, ACCESS_COOKIE))
+        return access_token(self.request)
 
     async def auth(self) -> AuthSession:
         if self._auth is None:

@@ -61,6 +61,32 @@ class Settings(BaseSettings):
     # The month the demo seed ends in (default: the current month).
     demo_anchor: date | None = None
     sql_echo: bool = False
+    # Rate limits (GCRA; in Redis when redis_url is set, else in-process). Budgets are in
+    # GraphQL cost units (see schema/cost.py) per minute, with a burst: the most that may be
+    # spent at once. Per user (access token) and per client IP; the stricter answer wins.
+    rate_limit_key_prefix: str = "wealthwise:ratelimit:"
+    rate_limit_cost_per_minute: int = 3_000
+    rate_limit_cost_burst: int = 10_000
+    rate_limit_ip_cost_per_minute: int = 6_000
+    rate_limit_ip_cost_burst: int = 20_000
+    # An operation estimated above this is refused before it runs (QUERY_TOO_COMPLEX).
+    rate_limit_max_cost: int = 5_000
+    # login / register / refreshSession / acceptInvitation, per target (a hash of the email
+    # or token) and per IP.
+    rate_limit_auth_per_minute: int = 5
+    rate_limit_auth_burst: int = 5
+    rate_limit_ip_auth_per_minute: int = 10
+    rate_limit_ip_auth_burst: int = 10
+    # WebSocket connection attempts and subscription starts, per IP and per user.
+    rate_limit_websocket_per_minute: int = 30
+    rate_limit_websocket_burst: int = 10
+    rate_limit_subscription_per_minute: int = 60
+    rate_limit_subscription_burst: int = 20
+    # Redis is asked with short timeouts; on failure the in-process limiter answers and
+    # Redis is tried again after this many seconds.
+    rate_limit_redis_timeout_ms: int = 50
+    rate_limit_redis_retry_seconds: float = 5.0
+
     # Seal every audit chain whose head moved this often (0: only on demand).
     audit_checkpoint_minutes: float = 5
 
