@@ -21,6 +21,7 @@ from starlette.staticfiles import StaticFiles
 from api.graphql import WealthWiseGraphQL
 from api.logging import configure_logging
 from api.middleware import RequestIdMiddleware
+from api.oidc import OidcLogin
 from domain.core.db import create_engine, unit_of_work
 from domain.core.keys import Keyring
 from domain.core.settings import Settings, get_settings
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None, services: AppServices | None = 
     configure_logging(settings)
     services = services or build_services(settings)
     graphql = WealthWiseGraphQL(schema, services, graphiql=settings.graphiql)
+    oidc_login = OidcLogin(services, settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, AppServices]]:
@@ -84,6 +86,7 @@ def create_app(settings: Settings | None = None, services: AppServices | None = 
         Route("/graphql", graphql, methods=["GET", "POST"]),
         Route("/health/live", live),
         Route("/health/ready", ready),
+        *oidc_login.routes(),
         Mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web"),
     ]
     return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(RequestIdMiddleware)])

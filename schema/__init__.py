@@ -20,6 +20,7 @@ from strawberry.types import ExecutionContext
 from domain.core.errors import DomainError
 from schema.errors import ErrorCodes, WriteIntent
 from schema.identity.api import IdentityMutation, IdentityQuery
+from schema.identity.oidc import OidcQuery
 from schema.ledger.mutations import LedgerMutation
 from schema.ledger.queries import LedgerQuery
 
@@ -31,7 +32,7 @@ class NodeQuery:
     )
 
 
-Query = merge_types("Query", (IdentityQuery, LedgerQuery, NodeQuery))
+Query = merge_types("Query", (IdentityQuery, OidcQuery, LedgerQuery, NodeQuery))
 Mutation = merge_types("Mutation", (IdentityMutation, LedgerMutation))
 
 

@@ -7,8 +7,27 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr
+from pydantic import BaseModel, ConfigDict, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class OidcProviderSettings(BaseModel):
+    """One sign-in provider. The presets `google` and `github` need only the client id and
+    secret; any other OpenID Connect provider names its discovery document."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    client_id: str
+    client_secret: SecretStr
+    # "google" or "github"; unset: the provider's own name when that is a preset.
+    preset: Literal["google", "github"] | None = None
+    server_metadata_url: str | None = None  # the OIDC discovery document
+    scopes: str | None = None
+    display_name: str | None = None
+    # GitHub-style OAuth2 (no discovery): overridable, e.g. for GitHub Enterprise.
+    authorize_url: str | None = None
+    token_url: str | None = None
+    api_base_url: str | None = None
 
 
 class Settings(BaseSettings):
@@ -34,6 +53,10 @@ class Settings(BaseSettings):
     # The month the demo seed ends in (default: the current month).
     demo_anchor: date | None = None
     sql_echo: bool = False
+    # Sign-in providers by name, as JSON: {"google": {"client_id": ..., "client_secret": ...}}
+    oidc_providers: dict[str, OidcProviderSettings] = {}
+    # The API's external URL (https://host[:port]) for OAuth redirect URIs; unset: per request.
+    public_url: str | None = None
 
     @cached_property
     def resolved_database_url(self) -> str:
