@@ -184,6 +184,9 @@ class OidcLogin:
         except DISCOVERY_ERRORS as exc:
             log.warning("oidc_provider_unavailable", provider=name, error=type(exc).__name__)
             return failure(PROVIDER_UNAVAILABLE)
+        except Exception:  # never a 500 on a browser redirect: log it, show a code
+            log.exception("oidc_login_start_failed", provider=name)
+            return failure(LOGIN_FAILED)
         return response
 
     async def callback(self, request: Request) -> Response:

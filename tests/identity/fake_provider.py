@@ -62,13 +62,14 @@ class FakeProvider:
     # Sign ID tokens with this key instead of the published one.
     signing_key: RSAKey | None = None
     deny: bool = False
+    omit_id_token: bool = False
     grants: dict[str, Grant] = field(default_factory=dict)
     token_errors: list[str] = field(default_factory=list)
     tokens: dict[str, Person] = field(default_factory=dict)
     github_emails: list[dict[str, Any]] | None = None
 
     def reset(self) -> None:
-        self.tamper, self.signing_key, self.deny = {}, None, False
+        self.tamper, self.signing_key, self.deny, self.omit_id_token = {}, None, False, False
         self.grants.clear()
         self.token_errors.clear()
         self.github_emails = None
@@ -187,17 +188,16 @@ class FakeProvider:
         }
         claims.update(self.tamper)
         key = self.signing_key or self.key
-        id_token = jwt.encode({"alg": "RS256", "kid": key.kid}, claims, key)
-        return JSONResponse(
-            {
-                "access_token": secrets.token_urlsafe(24),
-                "token_type": "Bearer",
-                "expires_in": 3600,
-                "scope": "openid email profile",
-                "id_token": id_token,
-            },
-            headers={"Cache-Control": "no-store"},
-        )
+        body = {
+            "access_token": secrets.token_urlsafe(24),
+            "token_type": "Bearer",
+            "expires_in": 3600,
+            "scope": "openid email profile",
+            "id_token": jwt.encode({"alg": "RS256", "kid": key.kid}, claims, key),
+        }
+        if self.omit_id_token:
+            del body["id_token"]
+        return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
     # ------------------------------------------------------------------ GitHub (OAuth2)
 

@@ -300,6 +300,13 @@ async def test_a_bad_id_token_is_refused(
     assert api.provider.token_errors == []  # the provider was happy: we refused
 
 
+async def test_a_token_response_without_an_id_token_is_refused(api: Api) -> None:
+    api.provider.omit_id_token = True
+    person = new_person()
+    assert login_error(await sign_in(api, person)) == "INVALID_ID_TOKEN"
+    assert await api.linked_identities(person.subject) == 0
+
+
 async def test_a_denied_consent_comes_back_as_a_clear_error(api: Api) -> None:
     api.provider.deny = True
     started = await api.http.get("/auth/oidc/fake/login")
