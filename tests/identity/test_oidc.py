@@ -422,3 +422,23 @@ def test_a_misconfigured_provider_fails_at_start(
     provider = OidcProviderSettings(client_id="c", client_secret=secret, **config)
     with pytest.raises(ValueError, match=message):
         configured_providers(Settings(oidc_providers={name: provider}))
+
+
+async def test_over_plain_http_the_state_cookie_is_not_secure_and_public_url_wins(
+    database: Settings, provider: FakeProvider
+) -> None:
+    providers = provider_settings(provider.base_url)
+    public = "https://money.example.com/"
+    for public_url, redirect_base in ((None, "http://127.0.0.1:8000"), (public, public[:-1])):
+        settings = database.model_copy(
+            update={"oidc_providers": providers, "public_url": public_url}
+        )
+        services = build_services(settings)
+        transport = httpx.ASGITransport(app=create_app(settings, services))
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as http:
+            response = await http.get("/auth/oidc/fake/login")
+        await services.engine.dispose()
+        query = parse_qs(urlsplit(response.headers["location"]).query)
+        assert query["redirect_uri"] == [f"{redirect_base}/auth/oidc/fake/callback"]
+        (state_cookie,) = response.headers.get_list("set-cookie")
+        assert state_cookie.startswith("ww_oidc=") and "secure" not in state_cookie.lower()
