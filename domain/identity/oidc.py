@@ -111,9 +111,9 @@ async def sign_in(session: AsyncSession, keyring: Keyring, identity: ExternalIde
     await bind_scope(session, lookup=f"{identity.provider}:{identity.subject}")
     linked = await repository.oidc_identity(identity.provider, identity.subject)
     if linked is not None:
+        await bind_scope(session, user_id=linked.user_id)
         user = await repository.user(linked.user_id)
         assert user is not None  # a foreign key
-        await bind_scope(session, user_id=user.id)
         return user
     if not identity.email or not identity.email_verified:
         raise EmailNotVerified("The provider did not confirm that this email address is yours")

@@ -15,6 +15,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.core.crypto import SYSTEM_OWNER, blind_index
+from domain.core.db import bind_scope
 from domain.core.errors import BadInput, Conflict, NotFound, Unauthenticated
 from domain.core.keys import Keyring
 from domain.core.models import as_utc, utcnow
@@ -131,10 +132,12 @@ async def create_user(
     Without a password hash they sign in only through a linked provider."""
     repository = IdentityRepository(session)
     index = blind_index(await keyring.index_key(session), email)
+    await bind_scope(session, lookup=index.hex())
     if await repository.user_by_email_index(index) is not None:
         raise Conflict("An account with this email already exists", field="email")
     cipher = await keyring.cipher(session, SYSTEM_OWNER)
     user = User(email_index=index, email_enc=b"", name_enc=b"", password_hash=password_hash)
+    await bind_scope(session, user_id=user.id)
     user.email_enc = cipher.seal_text(email, "users", "email", user.id)
     user.name_enc = cipher.seal_text(name, "users", "name", user.id)
     session.add(user)
