@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from sqlmodel import col
 
 from api.app import build_services, create_app
+from domain.core.db import bind_scope, unit_of_work
 from domain.core.settings import OidcProviderSettings, Settings
 from domain.identity.models import OidcIdentity
 from domain.identity.oidc import GOOGLE_DISCOVERY, configured_providers
@@ -58,9 +59,12 @@ class Api:
         return httpx.AsyncClient(transport=self.transport, base_url=API)
 
     async def linked_identities(self, subject: str) -> int:
-        async with self.services.engine.connect() as connection:
+        """How many users the provider's subject is linked to (scoped as a sign-in is)."""
+        provider = "github" if subject.isdigit() else "fake"
+        async with unit_of_work(self.services.engine, write=False) as session:
+            await bind_scope(session, lookup=f"{provider}:{subject}")
             statement = select(func.count()).where(col(OidcIdentity.subject) == subject)
-            return int((await connection.execute(statement)).scalar_one())
+            return int((await session.execute(statement)).scalar_one())
 
 
 def provider_settings(base_url: str) -> dict[str, OidcProviderSettings]:
