@@ -24,6 +24,7 @@ from starlette.staticfiles import StaticFiles
 from api.graphql import WealthWiseGraphQL
 from api.logging import configure_logging
 from api.middleware import RequestIdMiddleware
+from api.oidc import OidcLogin
 from api.ratelimit import RateLimiter, RateLimitMiddleware
 from api.security import OriginAllowlist, RequestBodyLimit, SecurityHeaders
 from domain.audit.service import seal_all
@@ -64,6 +65,7 @@ def create_app(
     configure_logging(settings)
     services = services or build_services(settings)
     graphql = WealthWiseGraphQL(schema, services, graphiql=settings.graphiql_enabled)
+    oidc_login = OidcLogin(services, settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, AppServices]]:
@@ -109,6 +111,7 @@ def create_app(
         WebSocketRoute("/graphql", graphql),
         Route("/health/live", live),
         Route("/health/ready", ready),
+        *oidc_login.routes(),
         Mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web"),
     ]
     session_cookies = [

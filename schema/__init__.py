@@ -14,6 +14,7 @@ from schema.audit import AuditMutation, AuditQuery, AuditTrail
 from schema.cost import OperationCost
 from schema.errors import ErrorCodes, WriteIntent
 from schema.identity.api import IdentityMutation, IdentityQuery
+from schema.identity.oidc import OidcQuery
 from schema.ledger.mutations import LedgerMutation
 from schema.ledger.queries import LedgerQuery
 from schema.limits import OperationLimits
@@ -26,7 +27,7 @@ class NodeQuery:
     )
 
 
-Query = merge_types("Query", (IdentityQuery, LedgerQuery, NodeQuery, AuditQuery))
+Query = merge_types("Query", (IdentityQuery, OidcQuery, LedgerQuery, NodeQuery, AuditQuery))
 Mutation = merge_types("Mutation", (IdentityMutation, LedgerMutation, AuditMutation))
 
 

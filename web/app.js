@@ -76,6 +76,20 @@ const LOGIN = `mutation Login($email: String!, $password: String!) {
 
 const LOGOUT = `mutation Logout { logout { sessionsEnded } }`;
 
+const LOGIN_PROVIDERS = `query LoginProviders { loginProviders { name displayName loginUrl } }`;
+
+// The `login_error` codes a failed provider sign-in redirects back with (see api/oidc.py).
+const LOGIN_ERRORS = {
+  UNKNOWN_PROVIDER: "That sign-in provider is not configured here.",
+  PROVIDER_UNAVAILABLE: "The sign-in provider could not be reached. Try again in a moment.",
+  PROVIDER_DENIED: "The sign-in was cancelled at the provider.",
+  STATE_MISMATCH: "The sign-in expired or was started in another window. Please try again.",
+  TOKEN_EXCHANGE_FAILED: "The sign-in provider refused to complete the sign-in. Please try again.",
+  INVALID_ID_TOKEN: "The sign-in provider's answer could not be verified.",
+  EMAIL_NOT_VERIFIED: "Your email address is not verified with that provider, so it cannot be used to sign in.",
+  LOGIN_FAILED: "The sign-in could not be completed. Please try again.",
+};
+
 const DASHBOARD = `query Dashboard($start: Date!, $end: Date!) {
   me { user { id name email } }
   workspace { id name baseCurrency role }
@@ -213,6 +227,39 @@ function showLogin() {
   $("login-view").hidden = false;
   $("login-submit").disabled = false;
   $("email").focus();
+  showProviders();
+}
+
+let providersShown = false;
+
+/** Buttons for the configured sign-in providers (plain links: the flow is a navigation). */
+async function showProviders() {
+  if (providersShown) return;
+  providersShown = true;
+  let providers = [];
+  try {
+    providers = (await post(LOGIN_PROVIDERS)).loginProviders;
+  } catch {
+    providersShown = false; // password sign-in still works; try again next time
+    return;
+  }
+  $("provider-list").replaceChildren(...providers.map((p) =>
+    h("li", {}, h("a", { class: "btn", href: p.loginUrl }, `Sign in with ${p.displayName}`))));
+  $("providers").hidden = providers.length === 0;
+}
+
+/** A provider sign-in that failed comes back as `/?login_error=CODE`: show it once. */
+function takeLoginError() {
+  const params = new URLSearchParams(window.location.search);
+  const code = params.get("login_error");
+  if (!code) return;
+  params.delete("login_error");
+  const query = params.toString();
+  window.history.replaceState(null, "", window.location.pathname + (query ? `?${query}` : "") + window.location.hash);
+  showErrors(new GraphQLFailure([{
+    message: LOGIN_ERRORS[code] ?? "The sign-in could not be completed.",
+    extensions: { code },
+  }]));
 }
 
 function showApp() {
@@ -454,4 +501,5 @@ $("search").addEventListener("input", () => {
 
 $("load-more").addEventListener("click", () => loadTransactions({ reset: false }));
 
+takeLoginError();
 loadDashboard();

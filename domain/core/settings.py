@@ -8,8 +8,27 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class OidcProviderSettings(BaseModel):
+    """One sign-in provider. The presets `google` and `github` need only the client id and
+    secret; any other OpenID Connect provider names its discovery document."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    client_id: str
+    client_secret: SecretStr
+    # "google" or "github"; unset: the provider's own name when that is a preset.
+    preset: Literal["google", "github"] | None = None
+    server_metadata_url: str | None = None  # the OIDC discovery document
+    scopes: str | None = None
+    display_name: str | None = None
+    # GitHub-style OAuth2 (no discovery): overridable, e.g. for GitHub Enterprise.
+    authorize_url: str | None = None
+    token_url: str | None = None
+    api_base_url: str | None = None
 
 
 class Settings(BaseSettings):
@@ -119,6 +138,11 @@ class Settings(BaseSettings):
             hosts += ["localhost", "127.0.0.1"]
         hosts = [f"[{host}]" if ":" in host else host for host in dict.fromkeys(hosts)]
         return [f"{scheme}://{host}:{self.port}" for host in hosts for scheme in ("http", "https")]
+
+    # Sign-in providers by name, as JSON: {"google": {"client_id": ..., "client_secret": ...}}
+    oidc_providers: dict[str, OidcProviderSettings] = {}
+    # The API's external URL (https://host[:port]) for OAuth redirect URIs; unset: per request.
+    public_url: str | None = None
 
     @cached_property
     def resolved_database_url(self) -> str:

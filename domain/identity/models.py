@@ -97,3 +97,17 @@ class RefreshToken(SQLModel, table=True):
     used_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     revoked_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     created_at: datetime = timestamp_field()
+
+
+class OidcIdentity(SQLModel, table=True):
+    """A sign-in identity at an external provider (an OIDC subject, a GitHub user id),
+    linked to one user: later sign-ins find the user by it, whatever the email says."""
+
+    __tablename__ = "oidc_identities"
+    __table_args__ = (UniqueConstraint("provider", "subject"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    provider: str = Field(max_length=64)
+    subject: str = Field(max_length=255)
+    user_id: uuid.UUID = Field(foreign_key="users.id", index=True)
+    created_at: datetime = timestamp_field()

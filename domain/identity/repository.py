@@ -12,6 +12,7 @@ from domain.identity.models import (
     AuthSession,
     Invitation,
     Membership,
+    OidcIdentity,
     RefreshToken,
     User,
     Workspace,
@@ -24,6 +25,14 @@ class IdentityRepository:
 
     async def user_by_email_index(self, email_index: bytes) -> User | None:
         result = await self.session.execute(select(User).where(User.email_index == email_index))
+        return result.scalar_one_or_none()
+
+    async def oidc_identity(self, provider: str, subject: str) -> OidcIdentity | None:
+        result = await self.session.execute(
+            select(OidcIdentity).where(
+                OidcIdentity.provider == provider, OidcIdentity.subject == subject
+            )
+        )
         return result.scalar_one_or_none()
 
     async def user(self, user_id: uuid.UUID) -> User | None:

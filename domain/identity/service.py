@@ -64,7 +64,7 @@ class IssuedSession:
     refresh_expires_in: int
 
 
-def _normalise_email(email: str) -> str:
+def normalise_email(email: str) -> str:
     email = email.strip().casefold()
     if len(email) > 254 or not _EMAIL.match(email):
         raise BadInput("Not a valid email address", field="email")
@@ -98,7 +98,7 @@ async def register(
     base_currency: str = "INR",
 ) -> User:
     """A new user with a household of their own (invitations are accepted separately)."""
-    email = _normalise_email(email)
+    email = normalise_email(email)
     name = name.strip()
     if not name or len(name) > 120:
         raise BadInput("A name of 1 to 120 characters is required", field="name")
@@ -107,15 +107,36 @@ async def register(
             f"The password needs at least {MIN_PASSWORD_LENGTH} characters", field="password"
         )
     check_currency(base_currency)
+    return await create_user(
+        session,
+        keyring,
+        email=email,
+        name=name,
+        password_hash=_hasher.hash(password),
+        workspace_name=workspace_name,
+        base_currency=base_currency,
+    )
+
+
+async def create_user(
+    session: AsyncSession,
+    keyring: Keyring,
+    *,
+    email: str,
+    name: str,
+    password_hash: str | None,
+    workspace_name: str | None = None,
+    base_currency: str = "INR",
+) -> User:
+    """A user (with a normalised email and a valid name) and a household of their own.
+    Without a password hash they sign in only through a linked provider."""
     repository = IdentityRepository(session)
     index = blind_index(await keyring.index_key(session), email)
     await bind_scope(session, lookup=index.hex())
     if await repository.user_by_email_index(index) is not None:
         raise Conflict("An account with this email already exists", field="email")
     cipher = await keyring.cipher(session, SYSTEM_OWNER)
-    user = User(
-        email_index=index, email_enc=b"", name_enc=b"", password_hash=_hasher.hash(password)
-    )
+    user = User(email_index=index, email_enc=b"", name_enc=b"", password_hash=password_hash)
     await bind_scope(session, user_id=user.id)
     user.email_enc = cipher.seal_text(email, "users", "email", user.id)
     user.name_enc = cipher.seal_text(name, "users", "name", user.id)
@@ -130,16 +151,17 @@ async def register(
 async def authenticate(session: AsyncSession, keyring: Keyring, email: str, password: str) -> User:
     failure = Unauthenticated("Invalid email or password")
     try:
-        index = blind_index(await keyring.index_key(session), _normalise_email(email))
+        index = blind_index(await keyring.index_key(session), normalise_email(email))
     except BadInput:
         raise failure from None
     await bind_scope(session, lookup=index.hex())
     user = await IdentityRepository(session).user_by_email_index(index)
+    # Unknown emails and users without a password (provider sign-in only) cost the same.
     try:
         _hasher.verify(user.password_hash if user and user.password_hash else _DUMMY_HASH, password)
     except (VerificationError, InvalidHashError):
         raise failure from None
-    if user is None:
+    if user is None or user.password_hash is None:
         raise failure
     return user
 
@@ -324,7 +346,7 @@ async def invite_member(
     tenant.require_owner()
     chosen = _role(role)
     repository = IdentityRepository(session)
-    index = blind_index(await keyring.index_key(session), _normalise_email(email))
+    index = blind_index(await keyring.index_key(session), normalise_email(email))
     await bind_scope(session, lookup=index.hex())
     user = await repository.user_by_email_index(index)
     if user is not None and await repository.membership(tenant.workspace_id, user.id):

@@ -65,6 +65,11 @@ POLICIES: dict[str, tuple[str, str | None]] = {
     ),
     "auth_sessions": ("user_id = ww_user()", None),
     "refresh_tokens": ("user_id = ww_user() OR token_hash = ww_lookup()", "user_id = ww_user()"),
+    # sign-in through a provider looks its link up by provider:subject before the user is known
+    "oidc_identities": (
+        "user_id = ww_user() OR provider || ':' || subject = ww_lookup()",
+        "user_id = ww_user()",
+    ),
     "data_keys": (
         "owner_id = ww_workspace() OR owner_id = '00000000-0000-0000-0000-000000000000'"
         f" OR owner_id IN {MY_WORKSPACES}",

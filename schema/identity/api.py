@@ -5,12 +5,21 @@ from __future__ import annotations
 import uuid
 
 import strawberry
+from starlette.requests import HTTPConnection
+from starlette.responses import Response
 
 from domain.core.errors import Unauthenticated
 from domain.identity import service as identity
 from domain.identity.repository import IdentityRepository
 from schema.common import IsAuthenticated, IsOwner
-from schema.context import ACCESS_COOKIE, REFRESH_COOKIE, Info, RequestContext, cookie_name
+from schema.context import (
+    ACCESS_COOKIE,
+    REFRESH_COOKIE,
+    AppServices,
+    Info,
+    RequestContext,
+    cookie_name,
+)
 from schema.identity.types import Invitation, LogoutResult, Role, Session, User, Workspace
 
 
@@ -24,14 +33,23 @@ async def _session_view(context: RequestContext, user_id: uuid.UUID) -> Session:
 
 
 def _set_cookies(context: RequestContext, issued: identity.IssuedSession) -> None:
-    response = context.response
-    assert response is not None
+    assert context.response is not None
+    set_session_cookies(context.request, context.response, context.services, issued)
+
+
+def set_session_cookies(
+    request: HTTPConnection,
+    response: Response,
+    services: AppServices,
+    issued: identity.IssuedSession,
+) -> None:
+    """The session cookies of a new or refreshed login (also set by provider sign-in)."""
     for name, value, max_age in (
-        (ACCESS_COOKIE, issued.access_token, context.services.signer.ttl_seconds),
+        (ACCESS_COOKIE, issued.access_token, services.signer.ttl_seconds),
         (REFRESH_COOKIE, issued.refresh_token, issued.refresh_expires_in),
     ):
         response.set_cookie(
-            cookie_name(context.request, name),
+            cookie_name(request, name),
             value,
             max_age=max_age,
             path="/",

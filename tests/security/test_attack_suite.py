@@ -99,6 +99,7 @@ def _cases() -> list[Attack]:
         "netWorth": "{ netWorth(months: 24) { net { amount } history { month net { amount } } } }",
         "fxRates": "{ fxRates { base quote rate date } }",
         "auditLog": "{ auditLog(first: 100) { edges { node { id action targetIds actorId } } } }",
+        "loginProviders": "{ loginProviders { name displayName loginUrl } }",
     }
     for name, query in read_everything.items():
         cases.append(
@@ -659,4 +660,5 @@ async def test_the_leak_detector_sees_the_victims_own_view(
     assert blind == ["a transaction's id as an account id"], blind
 
 
-AGGREGATES = {"cashflow", "netWorth", "fxRates"}  # numbers only: covered by the baseline rule
+# Numbers only (covered by the baseline rule), or public configuration.
+AGGREGATES = {"cashflow", "netWorth", "fxRates", "loginProviders"}
