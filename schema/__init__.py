@@ -20,6 +20,7 @@ from strawberry.types import ExecutionContext
 from domain.core.errors import DomainError
 from schema.errors import ErrorCodes, WriteIntent
 from schema.identity.api import IdentityMutation, IdentityQuery
+from schema.identity.api_tokens import ApiTokenMutation, ApiTokenQuery
 from schema.ledger.mutations import LedgerMutation
 from schema.ledger.queries import LedgerQuery
 
@@ -31,8 +32,8 @@ class NodeQuery:
     )
 
 
-Query = merge_types("Query", (IdentityQuery, LedgerQuery, NodeQuery))
-Mutation = merge_types("Mutation", (IdentityMutation, LedgerMutation))
+Query = merge_types("Query", (IdentityQuery, LedgerQuery, NodeQuery, ApiTokenQuery))
+Mutation = merge_types("Mutation", (IdentityMutation, LedgerMutation, ApiTokenMutation))
 
 
 # Built once: QueryDepthLimiter/MaxAliasesLimiter make a new rule class per request, which
