@@ -68,6 +68,41 @@ def demo_serve(host: str | None = None, port: int | None = None) -> None:
     _serve(settings, host, port, 1)
 
 
+keys_app = typer.Typer(help="Rotate keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("rotate-jwt")
+def rotate_jwt() -> None:
+    """Retire the JWT signing secret and start signing with a new one.
+
+    Embedded (no WEALTHWISE_JWT_SECRET): rotates the key files in the data dir; restart
+    the API. Otherwise prints the two environment values to deploy instead.
+    """
+    from datetime import UTC, datetime
+
+    from domain.identity import tokens
+
+    settings = get_settings()
+    if settings.jwt_secret is None:
+        kid = tokens.rotate_key_file(settings)
+        typer.echo(f"new JWT signing key {kid}; restart the API to sign with it")
+        return
+    retired = [
+        tokens.RetiredSecret(old.secret.get_secret_value().encode(), old.retired_at)
+        for old in settings.jwt_previous_secrets
+    ]
+    secret, kept = tokens.rotated(
+        settings.jwt_secret.get_secret_value().encode(),
+        retired,
+        settings.access_token_minutes * 60,
+        datetime.now(UTC),
+    )
+    typer.echo("Deploy these values (then restart every API process):")
+    typer.echo(f"WEALTHWISE_JWT_SECRET={secret}")
+    typer.echo(f"WEALTHWISE_JWT_PREVIOUS_SECRETS='{tokens.retired_json(kept)}'")
+
+
 @app.command("export-schema")
 def export_schema(path: str = "schema.graphql") -> None:
     """Write the GraphQL schema (SDL) to schema.graphql; a test fails when it drifts."""

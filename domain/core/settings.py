@@ -7,8 +7,15 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr
+from pydantic import AwareDatetime, BaseModel, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class RetiredJwtSecret(BaseModel):
+    """A JWT secret that no longer signs; its tokens verify until retired_at + their lifetime."""
+
+    secret: SecretStr
+    retired_at: AwareDatetime
 
 
 class Settings(BaseSettings):
@@ -24,6 +31,8 @@ class Settings(BaseSettings):
     kek_file: Path | None = None
     # JWT signing secret; unset: a secret file in the data dir (mode 0600).
     jwt_secret: SecretStr | None = None
+    # Retired signing secrets, JSON: [{"secret": "...", "retired_at": "2026-11-27T23:00:00Z"}]
+    jwt_previous_secrets: list[RetiredJwtSecret] = []
     access_token_minutes: int = 15
     refresh_token_days: int = 30
     host: str = "127.0.0.1"
