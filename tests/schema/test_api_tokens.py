@@ -57,6 +57,9 @@ async def test_a_write_token_works_as_bearer_and_is_stored_only_as_a_hash(
     assert row.secret_hash == hashlib.sha256(secret.encode()).hexdigest()
     assert secret not in repr(row)
     assert b"Nightly" not in row.name_enc
+    # Sibling fields resolve concurrently and share the token's one check.
+    both = await script.ok("{ accounts { name } categories { name } fxRates { rate } }")
+    assert {"name": "Script"} in both["accounts"] and both["categories"]
     listed = (await home.owner.client.ok(TOKENS))["apiTokens"]
     assert [t["name"] for t in listed] == ["Nightly import"]
     assert listed[0]["lastUsedAt"] is not None
