@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+from domain.core.db import bind_scope
+from domain.core.settings import Settings
 from tests.graphql import Client, register
 
 INVITE = "mutation($e: String!, $r: Role!) { inviteMember(email: $e, role: $r) { token } }"
@@ -69,3 +75,16 @@ def bearer(make_client: Any, token: str) -> Client:
     client: Client = make_client()
     client.headers["Authorization"] = f"Bearer {token}"
     return client
+
+
+@asynccontextmanager
+async def owner_session(settings: Settings) -> AsyncIterator[AsyncSession]:
+    """One transaction as the tables' owner (the migrations' URL, not the API's role), in
+    maintenance scope: raw inspection past row-level security. Commits on success."""
+    engine = create_async_engine(settings.resolved_database_url)
+    try:
+        async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
+            await bind_scope(session, maintenance=True)
+            yield session
+    finally:
+        await engine.dispose()

@@ -10,13 +10,19 @@ from typing import Any
 from sqlalchemy import delete, update
 from sqlmodel import col
 
-from domain.core.db import unit_of_work
 from domain.core.models import as_utc, utcnow
 from domain.identity.models import ApiToken, Membership
 from schema.context import AppServices
 from schema.ids import decode_id
 from tests.graphql import create_account
-from tests.schema.roles import CREATE_TOKEN, api_token, bearer, household, person
+from tests.schema.roles import (
+    CREATE_TOKEN,
+    api_token,
+    bearer,
+    household,
+    owner_session,
+    person,
+)
 
 ACCOUNTS = "{ accounts { name } }"
 CREATE_ACCOUNT = (
@@ -27,14 +33,14 @@ REVOKE = "mutation($id: ID!) { revokeApiToken(id: $id) { id revokedAt } }"
 
 
 async def _row(services: AppServices, token_id: str) -> ApiToken:
-    async with unit_of_work(services.engine) as session:
+    async with owner_session(services.settings) as session:
         row = await session.get(ApiToken, decode_id(token_id, "ApiToken"))
     assert row is not None
     return row
 
 
 async def _set(services: AppServices, token_id: str, **values: Any) -> None:
-    async with unit_of_work(services.engine) as session:
+    async with owner_session(services.settings) as session:
         await session.execute(
             update(ApiToken)
             .where(col(ApiToken.id) == decode_id(token_id, "ApiToken"))
@@ -126,11 +132,11 @@ async def test_a_demoted_or_departed_creator_takes_the_tokens_power_down(
     member_id = decode_id(home.member.user_id, "User")
     workspace_id = decode_id(home.workspace_id, "Workspace")
     where = (col(Membership.user_id) == member_id, col(Membership.workspace_id) == workspace_id)
-    async with unit_of_work(services.engine) as session:  # no demote mutation exists yet
+    async with owner_session(services.settings) as session:  # no demote mutation exists yet
         await session.execute(update(Membership).where(*where).values(role="viewer"))
     assert await script.code(CREATE_ACCOUNT) == "FORBIDDEN"
     await script.ok(ACCOUNTS)
-    async with unit_of_work(services.engine) as session:
+    async with owner_session(services.settings) as session:
         await session.execute(delete(Membership).where(*where))
     assert await script.code(ACCOUNTS) == "UNAUTHENTICATED"
 
