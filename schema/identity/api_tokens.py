@@ -6,15 +6,17 @@ Only a signed-in person manages tokens (IsAuthenticated refuses a token caller).
 from __future__ import annotations
 
 import datetime
+from collections.abc import Iterable
 from enum import Enum
 
 import strawberry
+from strawberry import relay
 
 from domain.identity import api_tokens
 from domain.identity.models import ApiTokenScope as DomainScope
 from schema.common import CanRead, IsAuthenticated
 from schema.context import Info
-from schema.ids import decode_id, encode_id
+from schema.ids import decode_id
 
 
 @strawberry.enum(description="READ acts as a viewer; WRITE as a member at most.")
@@ -24,8 +26,8 @@ class ApiTokenScope(Enum):
 
 
 @strawberry.type
-class ApiToken:
-    id: strawberry.ID
+class ApiToken(relay.Node):
+    id: relay.NodeID[str]
     name: str
     scope: ApiTokenScope
     created_at: datetime.datetime
@@ -38,7 +40,7 @@ class ApiToken:
     @classmethod
     def of(cls, view: api_tokens.ApiTokenView) -> ApiToken:
         return cls(
-            id=strawberry.ID(encode_id("ApiToken", view.id)),
+            id=view.id.hex,
             name=view.name,
             scope=ApiTokenScope(view.scope.value),
             created_at=view.created_at,
@@ -46,6 +48,18 @@ class ApiToken:
             last_used_at=view.last_used_at,
             revoked_at=view.revoked_at,
         )
+
+    @classmethod
+    async def resolve_nodes(  # type: ignore[override]
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
+    ) -> list[ApiToken | None]:
+        """The tokens `apiTokens` would list to you; nothing to an API token."""
+        tenant = await info.context.tenant()
+        if tenant.api_token_id is not None:
+            return [None for _ in node_ids]
+        async with info.context.db() as session:
+            visible = {view.id.hex: view for view in await api_tokens.list_tokens(session, tenant)}
+        return [cls.of(visible[node_id]) if node_id in visible else None for node_id in node_ids]
 
 
 @strawberry.type

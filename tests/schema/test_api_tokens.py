@@ -233,3 +233,18 @@ async def test_last_used_is_written_at_most_once_a_minute(
     await script.ok(ACCOUNTS)
     latest = (await _row(services, token_id)).last_used_at
     assert latest is not None and as_utc(latest) > earlier + timedelta(minutes=1)
+
+
+async def test_node_answers_for_the_tokens_you_may_list_and_null_otherwise(
+    make_client: Any,
+) -> None:
+    home = await household(make_client)
+    owners = await api_token(home.owner, "READ", name="owner's")
+    token_id = owners["apiToken"]["id"]
+    node = "query($id: ID!) { node(id: $id) { id ... on ApiToken { name scope } } }"
+    found = await home.owner.client.ok(node, id=token_id)
+    assert found["node"] == {"id": token_id, "name": "owner's", "scope": "READ"}
+    assert (await home.member.client.ok(node, id=token_id))["node"] is None
+    stranger, _ = await person(make_client, "Eve")
+    assert (await stranger.client.ok(node, id=token_id))["node"] is None
+    assert (await bearer(make_client, owners["token"]).ok(node, id=token_id))["node"] is None
