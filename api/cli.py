@@ -7,9 +7,13 @@ import asyncio
 import typer
 import uvicorn
 
+from api.jwt_cli import rotate_jwt
 from domain.core.settings import Settings, get_settings
 
 app = typer.Typer(help="WealthWise: the personal-wealth GraphQL API.", no_args_is_help=True)
+keys_app = typer.Typer(help="Rotate keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+keys_app.command("rotate-jwt")(rotate_jwt)
 
 
 def _serve(settings: Settings, host: str | None, port: int | None, workers: int) -> None:
@@ -66,41 +70,6 @@ def demo_serve(host: str | None = None, port: int | None = None) -> None:
     typer.echo(f"\nWealthWise is running: {base}/  (GraphiQL: {base}/graphql)")
     typer.echo(f"Demo login: {DEMO_USERS[0][0]} / {DEMO_PASSWORD}  (also {DEMO_USERS[1][0]})\n")
     _serve(settings, host, port, 1)
-
-
-keys_app = typer.Typer(help="Rotate keys.", no_args_is_help=True)
-app.add_typer(keys_app, name="keys")
-
-
-@keys_app.command("rotate-jwt")
-def rotate_jwt() -> None:
-    """Retire the JWT signing secret and start signing with a new one.
-
-    Embedded (no WEALTHWISE_JWT_SECRET): rotates the key files in the data dir; restart
-    the API. Otherwise prints the two environment values to deploy instead.
-    """
-    from datetime import UTC, datetime
-
-    from domain.identity import tokens
-
-    settings = get_settings()
-    if settings.jwt_secret is None:
-        kid = tokens.rotate_key_file(settings)
-        typer.echo(f"new JWT signing key {kid}; restart the API to sign with it")
-        return
-    retired = [
-        tokens.RetiredSecret(old.secret.get_secret_value().encode(), old.retired_at)
-        for old in settings.jwt_previous_secrets
-    ]
-    secret, kept = tokens.rotated(
-        settings.jwt_secret.get_secret_value().encode(),
-        retired,
-        settings.access_token_minutes * 60,
-        datetime.now(UTC),
-    )
-    typer.echo("Deploy these values (then restart every API process):")
-    typer.echo(f"WEALTHWISE_JWT_SECRET={secret}")
-    typer.echo(f"WEALTHWISE_JWT_PREVIOUS_SECRETS='{tokens.retired_json(kept)}'")
 
 
 @app.command("export-schema")
