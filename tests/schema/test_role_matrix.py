@@ -36,8 +36,10 @@ PUBLIC = {
 
 def _root_fields() -> dict[str, list[type]]:
     found: dict[str, list[type]] = {}
-    for type_name in ("Query", "Mutation"):
+    for type_name in ("Query", "Mutation", "Subscription"):
         definition = schema.get_type_by_name(type_name)
+        if definition is None and type_name == "Subscription":
+            continue
         assert definition is not None and hasattr(definition, "fields")
         for strawberry_field in definition.fields:
             name = schema.config.name_converter.get_graphql_name(strawberry_field)
