@@ -14,6 +14,7 @@ from schema.audit import AuditMutation, AuditQuery, AuditTrail
 from schema.cost import OperationCost
 from schema.errors import ErrorCodes, WriteIntent
 from schema.identity.api import IdentityMutation, IdentityQuery
+from schema.identity.api_tokens import ApiTokenMutation, ApiTokenQuery
 from schema.identity.oidc import OidcQuery
 from schema.ledger.mutations import LedgerMutation
 from schema.ledger.queries import LedgerQuery
@@ -27,8 +28,12 @@ class NodeQuery:
     )
 
 
-Query = merge_types("Query", (IdentityQuery, OidcQuery, LedgerQuery, NodeQuery, AuditQuery))
-Mutation = merge_types("Mutation", (IdentityMutation, LedgerMutation, AuditMutation))
+Query = merge_types(
+    "Query", (IdentityQuery, OidcQuery, LedgerQuery, NodeQuery, AuditQuery, ApiTokenQuery)
+)
+Mutation = merge_types(
+    "Mutation", (IdentityMutation, LedgerMutation, AuditMutation, ApiTokenMutation)
+)
 
 
 class WealthWiseSchema(strawberry.Schema):

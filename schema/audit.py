@@ -72,9 +72,12 @@ def origin(context: RequestContext, actor_id: uuid.UUID | None = None) -> Origin
     auth, tenant = context.resolved()
     actor = actor_id or (auth.user_id if auth else tenant.user_id if tenant else None)
     client = context.request.client
+    kind = ActorKind.USER if actor else ActorKind.ANONYMOUS
+    if tenant is not None and tenant.api_token_id is not None:
+        kind = ActorKind.API_TOKEN  # acting for its creator, who is the actor id
     return Origin(
         actor_id=actor,
-        actor_kind=ActorKind.USER if actor else ActorKind.ANONYMOUS,
+        actor_kind=kind,
         request_id=structlog.contextvars.get_contextvars().get("request_id"),
         ip=client.host if client else None,
     )

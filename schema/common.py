@@ -48,6 +48,10 @@ class CodedPermission(BasePermission):
 
 
 class IsAuthenticated(CodedPermission):
+    """A signed-in person. An API token is refused here with FORBIDDEN: tokens may use only
+    fields guarded by CanRead / CanWrite alone (the ledger), never identity, sessions,
+    workspaces, invitations or tokens."""
+
     message = "Sign in first"
     code = "UNAUTHENTICATED"
 

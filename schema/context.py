@@ -15,10 +15,11 @@ from starlette.responses import Response
 from strawberry.types import Info as StrawberryInfo
 
 from domain.core.db import SCOPE_INFO, session_for, unit_of_work
-from domain.core.errors import Unauthenticated
+from domain.core.errors import Forbidden, Unauthenticated
 from domain.core.keys import Keyring
 from domain.core.settings import Settings
 from domain.core.tenancy import Tenant
+from domain.identity import api_tokens
 from domain.identity import service as identity
 from domain.identity.models import AuthSession
 from domain.identity.tokens import TokenSigner
@@ -129,6 +130,8 @@ class RequestContext:
             token = self.access_token()
             if token is None:
                 raise Unauthenticated("Sign in first")
+            if api_tokens.is_api_token(token):
+                raise Forbidden("An API token may use the ledger only: sign in as a person")
             async with self.db() as session:
                 self._auth = await identity.resolve_access(session, self.services.signer, token)
         return self._auth
@@ -141,6 +144,9 @@ class RequestContext:
             chosen = self.request.headers.get(WORKSPACE_HEADER)
             workspace_id = _parse_workspace(chosen) if chosen else None
             token = self.access_token()
+            if token is not None and api_tokens.is_api_token(token):
+                self._tenant = await self._token_tenant(token, workspace_id)
+                return self._tenant
             if self._auth is None and token is not None:
                 async with self.db() as session:
                     self._auth, self._tenant = await identity.resolve_access_and_tenant(
@@ -153,6 +159,18 @@ class RequestContext:
                     session, self.services.keyring, user_id, workspace_id
                 )
         return self._tenant
+
+    async def _token_tenant(self, token: str, workspace_id: uuid.UUID | None) -> Tenant:
+        async with self.db() as session:
+            access = await api_tokens.authenticate(
+                session, self.services.keyring, token, workspace_id
+            )
+        if access.stale_last_used:
+            tenant = access.tenant
+            self.persist_despite_failure(
+                lambda own: api_tokens.touch(own, tenant.workspace_id, access.token_id)
+            )
+        return access.tenant
 
     @property
     def loaders(self) -> LedgerLoaders:

@@ -8,7 +8,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -29,6 +29,13 @@ class OidcProviderSettings(BaseModel):
     authorize_url: str | None = None
     token_url: str | None = None
     api_base_url: str | None = None
+
+
+class RetiredJwtSecret(BaseModel):
+    """A JWT secret that no longer signs; its tokens verify until retired_at + their lifetime."""
+
+    secret: SecretStr
+    retired_at: AwareDatetime
 
 
 class Settings(BaseSettings):
@@ -56,6 +63,8 @@ class Settings(BaseSettings):
     key_refresh_seconds: float = 5.0
     # JWT signing secret; unset: a secret file in the data dir (mode 0600).
     jwt_secret: SecretStr | None = None
+    # Retired signing secrets, JSON: [{"secret": "...", "retired_at": "2026-11-27T23:00:00Z"}]
+    jwt_previous_secrets: list[RetiredJwtSecret] = []
     access_token_minutes: int = 15
     refresh_token_days: int = 30
     host: str = "127.0.0.1"

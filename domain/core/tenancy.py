@@ -18,6 +18,8 @@ class Tenant:
     cipher: FieldCipher
     user_id: uuid.UUID
     role: str
+    # Set when an API token acts (for its creator, `user_id`) rather than a signed-in person.
+    api_token_id: uuid.UUID | None = None
 
     @property
     def can_write(self) -> bool:

@@ -111,3 +111,26 @@ class OidcIdentity(SQLModel, table=True):
     subject: str = Field(max_length=255)
     user_id: uuid.UUID = Field(foreign_key="users.id", index=True)
     created_at: datetime = timestamp_field()
+
+
+class ApiTokenScope(enum.StrEnum):
+    READ = "read"
+    WRITE = "write"
+
+
+class ApiToken(SQLModel, table=True):
+    """A token for scripts: `wwt_<id>_<secret>`, stored as the SHA-256 of the secret only.
+    It acts in its workspace with at most its creator's current role (READ: as a viewer)."""
+
+    __tablename__ = "api_tokens"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    workspace_id: uuid.UUID = Field(foreign_key="workspaces.id", index=True)
+    created_by: uuid.UUID = Field(foreign_key="users.id", index=True)
+    name_enc: bytes = Field(sa_type=LargeBinary)
+    scope: str = Field(max_length=8)
+    secret_hash: str = Field(max_length=64, unique=True)
+    created_at: datetime = timestamp_field()
+    last_used_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    expires_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    revoked_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))

@@ -1,7 +1,7 @@
 """row level security: the API's own role, per-transaction tenant scope, forced policies
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-11-27 23:30:00
 
 PostgreSQL only (SQLite has no roles; there the repository layer is the only wall).
@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006"
-down_revision: str | None = "0004"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -69,6 +69,11 @@ POLICIES: dict[str, tuple[str, str | None]] = {
     "oidc_identities": (
         "user_id = ww_user() OR provider || ':' || subject = ww_lookup()",
         "user_id = ww_user()",
+    ),
+    # an API token is found by its secret's hash before its workspace is known
+    "api_tokens": (
+        "workspace_id = ww_workspace() OR secret_hash = ww_lookup()",
+        "workspace_id = ww_workspace()",
     ),
     "data_keys": (
         "owner_id = ww_workspace() OR owner_id = '00000000-0000-0000-0000-000000000000'"

@@ -15,6 +15,7 @@ from schema.context import AppServices
 from schema.ids import encode_id
 from tests.audit.helpers import chain, join, system_events, user_of, workspace_of
 from tests.graphql import PASSWORD, POST, category_ids, create_account, post, register
+from tests.schema.roles import CREATE_TOKEN
 
 LOGIN = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { user { id } } }"
 
@@ -252,3 +253,19 @@ async def test_owners_seal_their_chain_on_demand(make_client: Any, services: App
         report = await verify_chains(db, signer, workspace)
     assert sealed["keyId"] == signer.key_id
     assert report.ok and report.checkpoints == 1, report.summary()
+
+
+async def test_an_api_tokens_mutation_names_the_token_as_actor_kind_and_its_creator(
+    make_client: Any, services: AppServices
+) -> None:
+    person = make_client()
+    session = await register(person)
+    workspace, user = workspace_of(session), user_of(session)
+    token = (await person.ok(CREATE_TOKEN, n="script", s="WRITE", d=None))["createApiToken"]
+    script = make_client()
+    script.headers["Authorization"] = f"Bearer {token['token']}"
+    account = await create_account(script, name="From a script")
+    event = (await chain(services, workspace))[-1]
+    assert (event.action, event.outcome) == ("mutation.createAccount", "ok")
+    assert (event.actor_kind, event.actor_id) == ("api_token", user)
+    assert account in event.target_ids

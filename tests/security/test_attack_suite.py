@@ -175,7 +175,7 @@ def _cases() -> list[Attack]:
             lambda ids: {"f": {"text": MARK}},
         ),
     ]
-    for kind in ("workspace", "user", "account", "category", "tag", "transaction", "transfer"):
+    for kind in VICTIM_IDS[:7]:
         cases.append(
             Attack(
                 "node",
@@ -436,6 +436,35 @@ def _cases() -> list[Attack]:
             lambda ids: {"a": ids["user"]},
         ),
         Attack(
+            "apiTokens",
+            "the victim's workspace in X-Workspace-ID",
+            "{ apiTokens { id name } }",
+            victim_header=True,
+        ),
+        Attack(
+            "apiTokens", "own workspace: nothing of the victim's shows", "{ apiTokens { id name } }"
+        ),
+        Attack(
+            "createApiToken",
+            "a token for the victim's workspace",
+            'mutation { createApiToken(name: "mine", scope: WRITE) { token } }',
+            victim_header=True,
+        ),
+        Attack(
+            "revokeApiToken",
+            "the victim's token id",
+            "mutation($id: ID!) { revokeApiToken(id: $id) { id name } }",
+            lambda ids: {"id": ids["api_token"]},
+        ),
+        Attack(
+            "revokeApiToken",
+            "the victim's token id + victim header",
+            "mutation($id: ID!) { revokeApiToken(id: $id) { id name } }",
+            lambda ids: {"id": ids["api_token"]},
+            victim_header=True,
+        ),
+        Attack("node", "the victim's API token id", NODE, lambda ids: {"id": ids["api_token"]}),
+        Attack(
             "setFxRate",
             "with the victim header",
             'mutation { setFxRate(base: "USD", quote: "INR", date: "2025-03-01", rate: "1") { rate } }',  # noqa: E501
@@ -472,6 +501,7 @@ SNAPSHOT = """{
   tags { id name }
   fxRates { base quote rate date }
   transactions(first: 100) { edges { node { id payee narration amount { amount } } } }
+  apiTokens { id name revokedAt }
 }"""
 
 
@@ -523,6 +553,12 @@ async def _victim(make_client: Callable[[], Client]) -> Household:
         'mutation { setFxRate(base: "USD", quote: "INR", date: "2025-03-01", rate: "83.1")'
         " { rate } }"
     )
+    api_token = (
+        await client.ok(
+            "mutation($n: String!) { createApiToken(name: $n, scope: WRITE) { apiToken { id } } }",
+            n=f"{MARK} script",
+        )
+    )["createApiToken"]["apiToken"]["id"]
     tags = (await client.ok("{ tags { id name } }"))["tags"]
     page = (await client.ok("{ transactions(first: 1) { edges { cursor } } }"))["transactions"]
     invitation = (
@@ -544,6 +580,7 @@ async def _victim(make_client: Callable[[], Client]) -> Household:
         "cursor": page["edges"][0]["cursor"],
         "idempotency_key": key,
         "invitation_token": invitation,
+        "api_token": api_token,
     }
     # the "guessed" raw uuid is the victim account's own uuid, without the relay wrapper
     victim.ids["account_raw"] = str(decode_id(account, "Account"))
@@ -570,6 +607,16 @@ async def _attacker(make_client: Callable[[], Client], victim: Household) -> Hou
     return attacker
 
 
+VICTIM_IDS = (
+    "workspace",
+    "user",
+    "account",
+    "category",
+    "tag",
+    "transaction",
+    "transfer",
+    "api_token",
+)
 INVALID = {"GRAPHQL_VALIDATION_FAILED", "GRAPHQL_PARSE_FAILED"}
 
 
@@ -579,7 +626,7 @@ def _leaks(body: dict[str, Any], victim_ids: Ids) -> list[str]:
     text = json.dumps(body)
     found = [f"marker {MARK}"] if MARK in text else []
     data = json.dumps(body.get("data"))
-    for name in ("workspace", "user", "account", "category", "tag", "transaction", "transfer"):
+    for name in VICTIM_IDS:
         if victim_ids[name] in data:
             found.append(f"victim {name} id in data")
     if victim_ids["invitation_token"] in text:
