@@ -17,7 +17,7 @@ from sqlmodel import SQLModel
 
 from domain.audit.models import AuditEvent
 from domain.core.crypto import SYSTEM_OWNER, ciphertext_header
-from domain.identity.models import User, Workspace
+from domain.identity.models import ApiToken, User, Workspace
 from domain.ledger.models import Account, MonthTotal, Posting, Transaction
 
 # "workspace_id": the row's workspace owns it; "id": the row is the workspace itself;
@@ -85,6 +85,7 @@ ENCRYPTED: tuple[EncryptedTable, ...] = (
     EncryptedTable(Transaction, ("amount", "payee", "narration", "notes"), "workspace_id"),
     EncryptedTable(Posting, ("amount", "memo"), "workspace_id"),
     EncryptedTable(MonthTotal, ("amount",), "workspace_id"),
+    EncryptedTable(ApiToken, ("name",), "workspace_id"),
 )
 
 # Sealed once and never re-encrypted: the audit trail is append-only (a trigger refuses

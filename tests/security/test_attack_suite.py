@@ -22,6 +22,17 @@ from tests.graphql import PASSWORD, Client, create_account, post, register
 
 MARK = "Zq9victim"  # in every victim string: its appearance anywhere is a leak
 Ids = dict[str, Any]
+# The victim's ids that must never appear in what the attacker gets back.
+VICTIM_IDS = (
+    "workspace",
+    "user",
+    "account",
+    "category",
+    "tag",
+    "transaction",
+    "transfer",
+    "api_token",
+)
 
 
 @dataclass
@@ -175,7 +186,7 @@ def _cases() -> list[Attack]:
             lambda ids: {"f": {"text": MARK}},
         ),
     ]
-    for kind in VICTIM_IDS[:7]:
+    for kind in VICTIM_IDS:
         cases.append(
             Attack(
                 "node",
@@ -463,7 +474,6 @@ def _cases() -> list[Attack]:
             lambda ids: {"id": ids["api_token"]},
             victim_header=True,
         ),
-        Attack("node", "the victim's API token id", NODE, lambda ids: {"id": ids["api_token"]}),
         Attack(
             "setFxRate",
             "with the victim header",
@@ -607,16 +617,6 @@ async def _attacker(make_client: Callable[[], Client], victim: Household) -> Hou
     return attacker
 
 
-VICTIM_IDS = (
-    "workspace",
-    "user",
-    "account",
-    "category",
-    "tag",
-    "transaction",
-    "transfer",
-    "api_token",
-)
 INVALID = {"GRAPHQL_VALIDATION_FAILED", "GRAPHQL_PARSE_FAILED"}
 
 
