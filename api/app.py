@@ -47,7 +47,6 @@ def build_services(settings: Settings) -> AppServices:
         engine=create_engine(settings, statement_timeout=settings.query_timeout_seconds),
         keyring=keyring,
         signer=signer,
-        cursor_key=hmac.new(keyring.kek.secret, b"wealthwise-cursor", hashlib.sha256).digest(),
         limiter=RateLimiter(
             settings,
             signer,

@@ -66,7 +66,7 @@ from domain.ledger.transactions import (
     list_transactions,
     post_many,
 )
-from schema.context import AppServices
+from schema.context import AppServices, cursor_key
 from schema.ids import decode_ids, encode_id
 from schema.pagination import check_first, encode_cursor
 
@@ -404,7 +404,7 @@ def bare_routes(services: AppServices) -> list[Route]:
                 date_to=_date(params.get("dateTo")),
             )
             page = await list_transactions(session, tenant, flt, first=first)
-            key = services.cursor_key
+            key = await cursor_key(session, services.keyring)
             edges = [
                 {
                     "cursor": encode_cursor(key, tenant.workspace_id, (item.date, item.id)),

@@ -367,7 +367,7 @@ class AuditQuery:
     ) -> AuditEventConnection:
         tenant = await info.context.tenant()
         limit = check_first(first)
-        key = info.context.services.cursor_key
+        key = await info.context.cursor_key()
         before = decode_cursor(key, tenant.workspace_id, after)[1] if after else None
         actor = decode_id(actor_id, "User", field="actorId") if actor_id else None
         if since is not None:  # a time without an offset is UTC

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -41,9 +43,13 @@ class AppServices:
     engine: AsyncEngine
     keyring: Keyring
     signer: TokenSigner
-    cursor_key: bytes
     # Charges each operation's cost to the caller's rate-limit budgets (api/ratelimit.py).
     limiter: CostGate | None = None
+
+
+async def cursor_key(session: AsyncSession, keyring: Keyring) -> bytes:
+    index = await keyring.index_key(session)  # cached by the keyring after the first read
+    return hmac.new(index, b"wealthwise-cursor", hashlib.sha256).digest()
 
 
 def cookie_name(request: HTTPConnection, name: str) -> str:
@@ -117,6 +123,12 @@ class RequestContext:
             async with unit_of_work(self.services.engine) as own:
                 own.info[SCOPE_INFO] = dict(scope)  # same row-level-security scope
                 await action(own)
+
+    async def cursor_key(self) -> bytes:
+        """Signs pagination cursors. Derived from the blind-index key, which a KEK rotation
+        re-wraps but never replaces, so cursors survive key rotations."""
+        async with self.db() as session:
+            return await cursor_key(session, self.services.keyring)
 
     def resolved(self) -> tuple[AuthSession | None, Tenant | None]:
         """Who the request has been found to act as so far (no query): for the audit trail."""

@@ -129,7 +129,7 @@ class LedgerQuery:
     ) -> TransactionConnection:
         tenant = await info.context.tenant()
         limit = check_first(first)
-        key = info.context.services.cursor_key
+        key = await info.context.cursor_key()
         position = decode_cursor(key, tenant.workspace_id, after) if after else None
         flt = filter.to_domain() if filter else tx_service.TransactionFilter()
         async with info.context.db() as session:

@@ -23,6 +23,7 @@ from tests.graphql import PASSWORD
 from tests.keys.test_rotation import household
 from tests.keys.walk import (
     ROOT,
+    api_process,
     cli_command,
     cli_environment,
     new_kek_only,
@@ -169,3 +170,23 @@ async def test_embedded_kek_rotation_replaces_the_key_file(
     await open_every_value(embedded)
     with pytest.raises(DecryptionError):
         await open_every_value(database)
+
+
+async def test_a_pagination_cursor_outlives_a_kek_rotation(
+    database: Settings, make_client: Any
+) -> None:
+    client = make_client()
+    asha = await household(client, "Asha", 3)
+    page = (
+        "query($a: String) { transactions(first: 1, after: $a) { edges { cursor node { id } } } }"
+    )
+    first = (await client.ok(page))["transactions"]["edges"][0]
+    rotated = run_cli(with_new_kek(database), "rotate", "--no-data-keys")
+    assert rotated.returncode == 0, rotated.stderr
+    async with api_process(new_kek_only(database)) as (other, _services):
+        await other.ok(LOGIN, e=asha.email, p=PASSWORD)
+        after = (await other.ok(page, a=first["cursor"]))["transactions"]["edges"]
+    assert after and after[0]["node"]["id"] != first["node"]["id"]
+
+
+LOGIN = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { user { id } } }"
