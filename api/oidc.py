@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import hmac
 import importlib
+import uuid
 import warnings
 from typing import Any
 from urllib.parse import urlencode
@@ -32,6 +33,9 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api.ratelimit import RateLimiter
+from domain.audit.models import ActorKind, Outcome
+from domain.audit.service import record_system_event
 from domain.core.db import unit_of_work
 from domain.core.errors import DomainError
 from domain.core.settings import Settings
@@ -52,6 +56,7 @@ PREFIX = "/auth/oidc"
 STATE_SECONDS = 600  # a sign-in must finish within ten minutes
 PROVIDER_TIMEOUT_SECONDS = 10
 
+RATE_LIMITED = "RATE_LIMITED"
 # The `login_error` codes (README: "Sign in with Google, GitHub or any OIDC provider").
 UNKNOWN_PROVIDER = "UNKNOWN_PROVIDER"
 PROVIDER_UNAVAILABLE = "PROVIDER_UNAVAILABLE"
@@ -194,19 +199,44 @@ class OidcLogin:
         provider = self.providers.get(name)
         if provider is None:
             return failure(UNKNOWN_PROVIDER)
+        limiter = self.services.limiter
+        if isinstance(limiter, RateLimiter):
+            verdict = await limiter.admit_sign_in(request)
+            if not verdict.allowed:
+                refused = failure(RATE_LIMITED)
+                refused.headers.update(verdict.headers())
+                return refused
         try:
             identity = await self._identity(request, provider)
-            issued = await self._sign_in(identity)
+            user_id, issued = await self._sign_in(identity)
         except LoginRefused as refused:
             log.info("oidc_login_refused", provider=name, code=refused.code, reason=str(refused))
+            await self._audit(request, name, None, refused.code)
             return failure(refused.code)
         except Exception:  # never a 500 on a browser redirect: log it, show a code
             log.exception("oidc_login_failed", provider=name)
             return failure(LOGIN_FAILED)
+        await self._audit(request, name, user_id, None)
         response = RedirectResponse("/", status_code=303)
         set_session_cookies(request, response, self.services, issued)
         log.info("oidc_login", provider=name, session_id=str(issued.session_id))
         return response
+
+    async def _audit(
+        self, request: Request, provider: str, user_id: uuid.UUID | None, error: str | None
+    ) -> None:
+        """A sign-in through a provider is an auth event on the system chain, like login."""
+        await record_system_event(
+            self.services.engine,
+            self.services.keyring,
+            action="auth.login_oidc" if error is None else "auth.login_oidc_failed",
+            outcome=Outcome.OK if error is None else Outcome.FAILED,
+            actor_id=user_id,
+            actor_kind=ActorKind.USER if user_id else ActorKind.ANONYMOUS,
+            target_ids=[provider] if error is None else [provider, error],
+            request_id=structlog.contextvars.get_contextvars().get("request_id"),
+            ip=request.client.host if request.client else None,
+        )
 
     async def _identity(
         self, request: Request, provider: oidc.OidcProvider
@@ -247,15 +277,18 @@ class OidcLogin:
             name=userinfo.get("name"),
         )
 
-    async def _sign_in(self, identity: oidc.ExternalIdentity) -> service.IssuedSession:
+    async def _sign_in(
+        self, identity: oidc.ExternalIdentity
+    ) -> tuple[uuid.UUID, service.IssuedSession]:
         """Link or create the user and start a session, in one short transaction."""
         services = self.services
         try:
             async with unit_of_work(services.engine) as session:
                 user = await oidc.sign_in(session, services.keyring, identity)
-                return await service.start_session(
+                issued = await service.start_session(
                     session, services.signer, user.id, services.settings.refresh_token_days
                 )
+                return user.id, issued
         except oidc.EmailNotVerified as exc:
             raise LoginRefused(EMAIL_NOT_VERIFIED, exc.message) from exc
         except DomainError as exc:

@@ -372,6 +372,10 @@ class RateLimiter:
         if not verdict.allowed:
             raise rate_limited(verdict)
 
+    async def admit_sign_in(self, connection: HTTPConnection) -> Verdict:
+        """A sign-in that arrives outside GraphQL (the OIDC callback): one attempt per IP."""
+        return _log_refusal(await self.hit([Charge(self.policies.ip_auth, _client_ip(connection))]))
+
     async def admit_websocket(self, connection: HTTPConnection) -> Verdict:
         p = self.policies
         return _log_refusal(

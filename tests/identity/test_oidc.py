@@ -21,11 +21,14 @@ from sqlalchemy import func, select
 from sqlmodel import col
 
 from api.app import build_services, create_app
+from domain.core.crypto import SYSTEM_OWNER
 from domain.core.db import bind_scope, unit_of_work
 from domain.core.settings import OidcProviderSettings, Settings
 from domain.identity.models import OidcIdentity
 from domain.identity.oidc import GOOGLE_DISCOVERY, configured_providers
 from schema.context import AppServices
+from schema.ids import decode_id
+from tests.audit.helpers import chain
 from tests.graphql import PASSWORD, REGISTER, Client, register
 from tests.identity import fake_provider
 from tests.identity.fake_provider import CLIENT_ID, CLIENT_SECRET, KEY_ID, FakeProvider, Person
@@ -446,3 +449,40 @@ async def test_over_plain_http_the_state_cookie_is_not_secure_and_public_url_win
         assert query["redirect_uri"] == [f"{redirect_base}/auth/oidc/fake/callback"]
         (state_cookie,) = response.headers.get_list("set-cookie")
         assert state_cookie.startswith("ww_oidc=") and "secure" not in state_cookie.lower()
+
+
+async def test_sign_ins_through_a_provider_are_audited_on_the_system_chain(api: Api) -> None:
+    person = new_person()
+    assert login_error(await sign_in(api, person)) is None
+    refused = new_person(email_verified=False)
+    assert login_error(await sign_in(api, refused)) == "EMAIL_NOT_VERIFIED"
+    events = [e for e in await chain(api.services, SYSTEM_OWNER) if "login_oidc" in e.action]
+    ok, failed = events[-2], events[-1]
+    me = (await api.client().ok(ME))["me"]["user"]["id"]
+    assert (ok.action, ok.outcome, ok.target_ids) == ("auth.login_oidc", "ok", ["fake"])
+    assert ok.actor_id == decode_id(me, "User")
+    assert (failed.action, failed.outcome) == ("auth.login_oidc_failed", "failed")
+    assert failed.target_ids == ["fake", "EMAIL_NOT_VERIFIED"] and failed.actor_id is None
+
+
+async def test_provider_callbacks_are_rate_limited_per_ip(
+    database: Settings, provider: FakeProvider
+) -> None:
+    provider.reset()
+    settings = database.model_copy(
+        update={
+            "oidc_providers": provider_settings(provider.base_url),
+            "rate_limit_ip_auth_burst": 2,
+            "rate_limit_ip_auth_per_minute": 1,
+            "rate_limit_key_prefix": f"test:{uuid.uuid4().hex}:",
+        }
+    )
+    services = build_services(settings)
+    transport = httpx.ASGITransport(app=create_app(settings, services))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url=API) as http:
+            limited = Api(http, transport, services, provider)
+            answers = [login_error(await sign_in(limited, new_person())) for _ in range(3)]
+            assert answers == [None, None, "RATE_LIMITED"]
+    finally:
+        await services.engine.dispose()
