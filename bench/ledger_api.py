@@ -49,7 +49,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from api.app import build_services, create_app
-from domain.core.db import session_for, unit_of_work
+from domain.audit.models import ActorKind, Outcome
+from domain.audit.service import record_event
+from domain.core.db import bind_scope, create_engine, session_for, unit_of_work
 from domain.core.errors import DomainError, Unauthenticated
 from domain.core.money import Money
 from domain.core.settings import Settings
@@ -299,6 +301,7 @@ async def build(services: AppServices, settings: Settings, count: int) -> Fixtur
         started = time.perf_counter()
         for start in range(0, len(drafts), CHUNK):
             async with unit_of_work(engine) as session:
+                await bind_scope(session, workspace_id=workspace_id)
                 await post_many(session, tenant, drafts[start : start + CHUNK])
             done = min(start + CHUNK, len(drafts))
             if done % 20_000 == 0 or done == len(drafts):
@@ -320,7 +323,8 @@ async def build(services: AppServices, settings: Settings, count: int) -> Fixtur
 
 
 async def _database_info(services: AppServices, workspace_id: uuid.UUID) -> dict[str, Any]:
-    engine = services.engine
+    # As the tables' owner: ANALYZE needs it, and the API's role sees no row unscoped.
+    engine = create_engine(services.settings, owner=True)
     info: dict[str, Any] = {"dialect": engine.dialect.name}
     async with engine.connect() as connection:
         for column, key in (
@@ -347,6 +351,7 @@ async def _database_info(services: AppServices, workspace_id: uuid.UUID) -> dict
                 await connection.execute(text("SELECT sqlite_version()"))
             ).scalar_one()
             info["analyzed"] = False  # the app never runs ANALYZE on SQLite; neither do we
+    await engine.dispose()
     return info
 
 
@@ -361,11 +366,32 @@ def _date(value: str | None) -> dt.date | None:
     return dt.date.fromisoformat(value) if value else None
 
 
+async def _audit_read(
+    services: AppServices, request: Request, tenant: Tenant, ids: list[uuid.UUID]
+) -> None:
+    async with unit_of_work(services.engine) as session:
+        await bind_scope(session, workspace_id=tenant.workspace_id)
+        await record_event(
+            session,
+            services.keyring,
+            workspace_id=tenant.workspace_id,
+            action="read.transactions",
+            outcome=Outcome.OK,
+            actor_id=tenant.user_id,
+            actor_kind=ActorKind.USER,
+            target_ids=[encode_id("Transaction", i) for i in ids],
+            request_id=None,
+            ip=request.client.host if request.client else None,
+        )
+
+
 def bare_routes(services: AppServices) -> list[Route]:
     """Bare Starlette endpoints: same auth, tenant, session and domain calls as the resolvers."""
 
     async def respond(
-        request: Request, work: Callable[[AsyncSession, Tenant], Awaitable[dict[str, Any]]]
+        request: Request,
+        work: Callable[[AsyncSession, Tenant], Awaitable[dict[str, Any]]],
+        reads: list[uuid.UUID] | None = None,
     ) -> Response:
         session = session_for(services.engine, write=False)
         try:
@@ -379,6 +405,10 @@ def bare_routes(services: AppServices) -> list[Route]:
             )
             data = await work(session, tenant)
             await session.commit()
+            if reads is not None:
+                # As the GraphQL resolvers do: the read is audited in a transaction of its
+                # own before the response goes out (the bare side does the same domain work).
+                await _audit_read(services, request, tenant, reads)
         except DomainError as error:
             await session.rollback()
             return JSONResponse(
@@ -393,6 +423,7 @@ def bare_routes(services: AppServices) -> list[Route]:
 
     async def transactions(request: Request) -> Response:
         params = request.query_params
+        read: list[uuid.UUID] = []
 
         async def work(session: AsyncSession, tenant: Tenant) -> dict[str, Any]:
             first = check_first(int(params["first"]) if "first" in params else None)
@@ -404,6 +435,7 @@ def bare_routes(services: AppServices) -> list[Route]:
                 date_to=_date(params.get("dateTo")),
             )
             page = await list_transactions(session, tenant, flt, first=first)
+            read.extend(item.id for item in page.items)
             key = await cursor_key(session, services.keyring)
             edges = [
                 {
@@ -427,7 +459,7 @@ def bare_routes(services: AppServices) -> list[Route]:
                 }
             }
 
-        return await respond(request, work)
+        return await respond(request, work, read)
 
     async def summary(request: Request) -> Response:
         params = request.query_params
