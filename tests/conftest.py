@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis as sync_redis
 from hypothesis import settings as hypothesis_settings
 
 from api.app import build_services, create_app
@@ -46,6 +47,19 @@ def database(
 ) -> Iterator[Settings]:
     """A migrated database per backend, shared by the session (tests use fresh workspaces)."""
     yield from _migrated(request.param, tmp_path_factory.mktemp(f"data-{request.param}"))
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The shared test Redis (db 15), or a skip (a failure in CI) when it is not there."""
+    client = sync_redis.Redis.from_url(test_services.REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except (sync_redis.ConnectionError, OSError) as error:
+        test_services.unavailable("Redis", error)
+    finally:
+        client.close()
+    return test_services.REDIS_URL
 
 
 @pytest.fixture(scope="session")

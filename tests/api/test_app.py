@@ -5,24 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-import pytest
-import redis.asyncio as redis
 
 from api.app import create_app
 from schema.context import AppServices
-from tests import services as test_services
-
-
-@pytest.fixture
-async def redis_url() -> str:
-    client = redis.Redis.from_url(test_services.REDIS_URL, socket_connect_timeout=2)
-    try:
-        await client.ping()
-    except (redis.ConnectionError, OSError) as error:
-        test_services.unavailable("Redis", error)
-    finally:
-        await client.aclose()
-    return test_services.REDIS_URL
 
 
 async def _get(services: AppServices, path: str, **settings: Any) -> httpx.Response:

@@ -11,7 +11,6 @@ from typing import Any
 
 import httpx
 import pytest
-import redis as sync_redis
 import redis.asyncio as redis
 
 from api.app import create_app
@@ -21,19 +20,6 @@ from domain.identity.tokens import TokenSigner
 from schema.context import AppServices
 from tests import services as test_services
 from tests.graphql import Client
-
-
-@pytest.fixture
-def redis_url() -> str:
-    """The shared test Redis (db 15), or a skip (a failure in CI) when it is not there."""
-    client = sync_redis.Redis.from_url(test_services.REDIS_URL, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except (sync_redis.ConnectionError, OSError) as error:
-        test_services.unavailable("Redis", error)
-    finally:
-        client.close()
-    return test_services.REDIS_URL
 
 
 @pytest.fixture
