@@ -23,7 +23,7 @@ from starlette.staticfiles import StaticFiles
 
 from api.graphql import WealthWiseGraphQL
 from api.logging import configure_logging
-from api.middleware import RequestIdMiddleware
+from api.middleware import RequestIdMiddleware, UnexpectedErrors
 from api.oidc import OidcLogin
 from api.ratelimit import RateLimiter, RateLimitMiddleware
 from api.security import OriginAllowlist, RequestBodyLimit, SecurityHeaders
@@ -119,6 +119,7 @@ def create_app(
     middleware = [
         Middleware(RequestIdMiddleware),
         Middleware(SecurityHeaders),
+        Middleware(UnexpectedErrors),
         Middleware(
             OriginAllowlist,
             allowed_origins=settings.resolved_allowed_origins,

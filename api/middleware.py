@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
@@ -47,3 +48,53 @@ class RequestIdMiddleware:
                     ms=round((time.perf_counter() - started) * 1000, 1),
                 )
             structlog.contextvars.unbind_contextvars("request_id")
+
+
+class UnexpectedErrors:
+    """An exception that escapes the app becomes a masked, coded JSON 500 *inside* the
+    request-id and security-header middleware (Starlette's own outermost handler would
+    answer before either has added its headers)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("unhandled_error", path=scope.get("path"))
+            if started:  # too late for an answer of our own: let the server drop it
+                raise
+            body = json.dumps(
+                {
+                    "data": None,
+                    "errors": [
+                        {
+                            "message": "Internal server error",
+                            "extensions": {"code": "INTERNAL_SERVER_ERROR"},
+                        }
+                    ],
+                }
+            ).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})

@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from api.app import create_app
 from schema.context import AppServices
@@ -62,3 +65,23 @@ async def test_mutations_over_get_are_refused(services: AppServices) -> None:
             headers={"accept": "application/json"},
         )
     assert response.status_code in (400, 405)
+
+
+async def test_an_unexpected_exception_answers_a_masked_coded_500_with_every_header(
+    services: AppServices,
+) -> None:
+    app = create_app(services.settings, services)
+
+    async def broken(_request: Request) -> Response:
+        raise RuntimeError("SELECT secret FROM somewhere")
+
+    app.router.routes.insert(0, Route("/broken", broken))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="https://wealthwise.test"
+    ) as client:
+        response = await client.get("/broken")
+    assert response.status_code == 500
+    assert response.json()["errors"][0]["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+    assert "secret" not in response.text and "SELECT" not in response.text
+    for header in ("x-request-id", "content-security-policy", "x-content-type-options"):
+        assert header in response.headers, header
