@@ -107,7 +107,7 @@ class HubMetrics:
     dropped: int = 0  # queued events discarded by an overflow or a resync
     resyncs: int = 0  # Resync markers handed to subscribers
     slow_consumers_closed: int = 0
-    malformed: int = 0  # pub/sub messages that were not a valid envelope
+    malformed: int = 0  # messages that were no valid envelope of their channel's workspace
     reconnects: int = 0
 
 
@@ -254,10 +254,12 @@ class Subscription:
 
 
 class _Channel:
-    __slots__ = ("name", "pump", "ready", "subscribers")
+    __slots__ = ("name", "pump", "ready", "subscribers", "workspace")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, prefix: str) -> None:
         self.name = name
+        # A workspace channel only ever carries that workspace's events (a second wall).
+        self.workspace = name.removeprefix(prefix) if name.startswith(prefix) else None
         self.subscribers: set[Subscription] = set()
         self.ready = asyncio.Event()
         self.pump: asyncio.Task[None] | None = None
@@ -271,6 +273,7 @@ class Hub:
             backend = _backend_for(settings)
         self._backend = backend
         self._broadcast = Broadcast(backend=backend)
+        self._prefix = settings.realtime_channel_prefix
         self._queue_size = settings.realtime_queue_size
         self._max_overflows = settings.realtime_max_overflows
         self._channels: dict[str, _Channel] = {}
@@ -314,7 +317,7 @@ class Hub:
         subscription = Subscription(self, channel, self._queue_size)
         hub_channel = self._channels.get(channel)
         if hub_channel is None:
-            hub_channel = self._channels[channel] = _Channel(channel)
+            hub_channel = self._channels[channel] = _Channel(channel, self._prefix)
             hub_channel.pump = asyncio.create_task(self._pump(hub_channel), name=f"hub:{channel}")
         hub_channel.subscribers.add(subscription)
         try:
@@ -376,6 +379,8 @@ class Hub:
                 subscription._resync(marker)
             return
         decoded = decode_envelope(event.message)
+        if decoded is not None and hub_channel.workspace not in (None, str(decoded.workspace)):
+            decoded = None
         if decoded is None:
             self._counts.malformed += 1
             log.warning(

@@ -185,6 +185,10 @@ class ReconnectingRedisBackend(BroadcastBackend):
             await self._read(pubsub, initial)
         finally:
             self._pubsub = None
+            # A subscribe() waiting for its confirmation must not wait out its timeout.
+            for waiter in self._confirmations.values():
+                if not waiter.done():
+                    waiter.set_exception(ConnectionError("the Redis connection was lost"))
             await _close_quietly(pubsub)
             await client.aclose()
 

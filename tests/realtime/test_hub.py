@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import statistics
 import subprocess
 import time
@@ -213,19 +214,22 @@ async def test_subscribe_returns_once_the_subscription_is_live(
             assert (await next_event(stream, 2)).seq == 1
 
 
-async def test_malformed_messages_are_dropped_and_counted(hub: Hub, settings: Settings) -> None:
+async def test_malformed_or_foreign_messages_are_dropped_and_counted(
+    hub: Hub, settings: Settings
+) -> None:
     workspace = uuid.uuid4()
     channel = workspace_channel(settings, workspace)
     async with hub.subscribe(channel) as stream:
         await hub.publish(channel, "{not json")
         await hub.publish(channel, json.dumps({"v": 1, "seq": 1}))
+        await hub.publish(channel, envelope(uuid.uuid4(), 1))  # another workspace's event
         await hub.publish(
             channel,
             {"v": 1, "workspace": str(workspace), "seq": 2, "type": "t", "data": None, "at": "x"},
         )
         item = await next_item(stream)
         assert isinstance(item, RealtimeEvent) and item.seq == 2
-    assert hub.metrics().malformed == 2
+    assert hub.metrics().malformed == 3
 
 
 async def test_stopping_the_hub_closes_subscribers_with_a_retryable_code(
@@ -394,6 +398,37 @@ async def test_a_redis_restart_resyncs_every_subscriber_then_delivers(
         await relay.stop()
 
 
+async def test_a_frozen_redis_is_noticed_by_ping_and_resynced(
+    private_redis: PrivateRedis,
+) -> None:
+    """A Redis that stops answering without closing the socket (a stalled host, a dead
+    network path): the PING health check notices, and a fresh connection resyncs."""
+    private_redis.start()
+    await private_redis.wait_ready()
+    settings = hub_settings(private_redis.url, realtime_health_check_seconds=0.5)
+    hub = Hub(settings)
+    await hub.start()
+    workspace = uuid.uuid4()
+    channel = workspace_channel(settings, workspace)
+    try:
+        async with hub.subscribe(channel) as stream:
+            assert private_redis.process is not None
+            private_redis.process.send_signal(signal.SIGSTOP)
+            try:
+                await until(lambda: not hub.metrics().connected, 5, "the hub noticing")
+            finally:
+                private_redis.process.send_signal(signal.SIGCONT)
+            assert await next_item(stream, 5) == Resync(channel, "reconnected")
+            publisher = Redis.from_url(private_redis.url)
+            try:
+                assert await publisher.publish(channel, envelope(workspace, 1)) == 1
+            finally:
+                await publisher.aclose()
+            assert (await next_event(stream, 2)).seq == 1
+    finally:
+        await hub.stop()
+
+
 async def test_a_hub_started_while_redis_is_down_catches_up_when_it_comes(
     private_redis: PrivateRedis,
 ) -> None:
@@ -468,9 +503,10 @@ async def test_a_stalled_subscriber_stays_bounded_and_does_not_slow_the_others(
             return latencies
 
     try:
-        baseline = await flow(20_000, None)
+        # Both runs under tracemalloc (it slows everything): the same conditions.
         tracemalloc.start()
         try:
+            baseline = await flow(20_000, None)
             async with hub.subscribe(channel) as stalled:
                 before, _ = tracemalloc.get_traced_memory()
                 with_stalled = await flow(20_000, stalled)
