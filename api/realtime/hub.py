@@ -254,7 +254,7 @@ class Subscription:
 
 
 class _Channel:
-    __slots__ = ("name", "pump", "ready", "subscribers", "workspace")
+    __slots__ = ("leaving", "name", "pump", "ready", "subscribers", "workspace")
 
     def __init__(self, name: str, prefix: str) -> None:
         self.name = name
@@ -263,6 +263,14 @@ class _Channel:
         self.subscribers: set[Subscription] = set()
         self.ready = asyncio.Event()
         self.pump: asyncio.Task[None] | None = None
+        self.leaving = False
+
+    def end_pump(self) -> None:
+        """Stop the pump; one still subscribing finishes first and then leaves by itself
+        (cancelling broadcaster's subscribe() midway would leak the Redis subscription)."""
+        self.leaving = True
+        if self.pump is not None and self.ready.is_set():
+            self.pump.cancel()
 
 
 class Hub:
@@ -296,7 +304,9 @@ class Hub:
             for subscription in ch.subscribers:
                 subscription._close(CloseReason.SHUTDOWN)
             ch.subscribers.clear()
-        for pump in pumps:
+        for ch in channels:
+            ch.end_pump()
+        for pump in self._leaving.values():
             pump.cancel()
         await asyncio.gather(*pumps, return_exceptions=True)
         with contextlib.suppress(Exception):  # a failed listener was already logged
@@ -343,7 +353,7 @@ class Hub:
         pump = hub_channel.pump
         if pump is None:
             return
-        pump.cancel()
+        hub_channel.end_pump()
         self._leaving[hub_channel.name] = pump
 
         def forget(task: asyncio.Task[None]) -> None:
@@ -358,9 +368,11 @@ class Hub:
         try:
             if previous is not None:
                 await asyncio.wait([previous])
+            if hub_channel.leaving:
+                return
             async with self._broadcast.subscribe(hub_channel.name) as source:
                 hub_channel.ready.set()
-                while True:
+                while not hub_channel.leaving:
                     self._fan_out(hub_channel, await source.get())
         except Unsubscribed:
             pass

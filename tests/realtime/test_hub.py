@@ -214,6 +214,36 @@ async def test_subscribe_returns_once_the_subscription_is_live(
             assert (await next_event(stream, 2)).seq == 1
 
 
+async def test_a_subscriber_gone_while_subscribing_leaves_no_subscription(
+    hub: Hub, settings: Settings
+) -> None:
+    """A client that disconnects while its channel is still being subscribed (cancelled
+    after 0, 1, 2, ... loop turns, each on a channel of its own)."""
+
+    async def subscriber(channel: str) -> None:
+        async with hub.subscribe(channel):
+            await asyncio.Event().wait()
+
+    channels = [workspace_channel(settings, uuid.uuid4()) for _ in range(30)]
+    for ticks, channel in enumerate(channels):
+        task = asyncio.create_task(subscriber(channel))
+        for _ in range(ticks):
+            await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await asyncio.sleep(0.3)
+    assert hub.metrics().channels == 0
+    if settings.redis_url:
+        for channel in channels:
+            assert await numsub(settings.redis_url, channel) == 0, channel
+    workspace = uuid.uuid4()
+    channel = workspace_channel(settings, workspace)
+    async with hub.subscribe(channel) as stream:
+        await hub.publish(channel, envelope(workspace, 1))
+        assert (await next_event(stream)).seq == 1
+
+
 async def test_malformed_or_foreign_messages_are_dropped_and_counted(
     hub: Hub, settings: Settings
 ) -> None:
