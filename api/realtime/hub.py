@@ -378,9 +378,12 @@ class Hub:
             pass
         except Exception:
             log.exception("realtime_pump_failed", channel=hub_channel.name)
-            for subscription in list(hub_channel.subscribers):
-                subscription._close(CloseReason.SHUTDOWN)
         finally:
+            # Whatever ended the pump, nobody may wait on it: later subscribers get a new one.
+            if self._channels.get(hub_channel.name) is hub_channel:
+                del self._channels[hub_channel.name]
+            for subscription in hub_channel.subscribers:
+                subscription._close(CloseReason.SHUTDOWN)
             hub_channel.ready.set()
 
     def _fan_out(self, hub_channel: _Channel, event: Event) -> None:

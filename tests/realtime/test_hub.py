@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from broadcaster._backends.memory import MemoryBackend
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -242,6 +243,38 @@ async def test_a_subscriber_gone_while_subscribing_leaves_no_subscription(
     async with hub.subscribe(channel) as stream:
         await hub.publish(channel, envelope(workspace, 1))
         assert (await next_event(stream)).seq == 1
+
+
+class FlakyMemoryBackend(MemoryBackend):
+    """broadcaster's memory backend whose first subscribe fails (a backend bug, say)."""
+
+    def __init__(self) -> None:
+        super().__init__("memory://")
+        self.failures = 1
+
+    async def subscribe(self, channel: str) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("subscribe failed")
+        await super().subscribe(channel)
+
+
+async def test_a_failed_channel_closes_its_subscribers_and_the_next_one_starts_fresh() -> None:
+    settings = hub_settings(None)
+    hub = Hub(settings, backend=FlakyMemoryBackend())
+    await hub.start()
+    workspace = uuid.uuid4()
+    channel = workspace_channel(settings, workspace)
+    try:
+        async with hub.subscribe(channel) as failed:
+            with pytest.raises(SubscriptionClosed):
+                await next_item(failed, 2)
+            # While the failed one is still open, another subscriber must not join it.
+            async with hub.subscribe(channel) as stream:
+                await hub.publish(channel, envelope(workspace, 1))
+                assert (await next_event(stream, 2)).seq == 1
+    finally:
+        await hub.stop()
 
 
 async def test_malformed_or_foreign_messages_are_dropped_and_counted(
