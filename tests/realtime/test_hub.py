@@ -395,7 +395,10 @@ async def test_a_redis_restart_resyncs_every_subscriber_then_delivers(
 ) -> None:
     private_redis.start()
     await private_redis.wait_ready()
-    settings = hub_settings(private_redis.url)
+    # The production defaults: the backoff may reach its 2 s cap while Redis is down.
+    settings = hub_settings(
+        private_redis.url, realtime_reconnect_max_seconds=2.0, realtime_health_check_seconds=5.0
+    )
     hub, relay = Hub(settings), Hub(settings)
     await hub.start()
     await relay.start()
@@ -415,6 +418,7 @@ async def test_a_redis_restart_resyncs_every_subscriber_then_delivers(
             with pytest.raises(HubUnavailable):
                 await relay.publish(channels[0], envelope(workspaces[0], 2))
             await until(lambda: not hub.metrics().connected, 5, "the hub noticing")
+            await asyncio.sleep(3)  # down long enough for the backoff to reach its cap
             private_redis.start()
             restarted = time.monotonic()
 
