@@ -108,7 +108,7 @@ class HubMetrics:
     resyncs: int = 0  # Resync markers handed to subscribers
     slow_consumers_closed: int = 0
     malformed: int = 0  # messages that were no valid envelope of their channel's workspace
-    reconnects: int = 0
+    reconnects: int = 0  # Redis connections lost or attempts that failed
 
 
 def workspace_channel(settings: Settings, workspace_id: uuid.UUID) -> str:
