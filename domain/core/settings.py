@@ -118,6 +118,17 @@ class Settings(BaseSettings):
     # Seal every audit chain whose head moved this often (0: only on demand).
     audit_checkpoint_minutes: float = 5
 
+    # Realtime fan-out (api/realtime/hub.py): channels are named with this prefix; each local
+    # subscriber holds at most realtime_queue_size events and is told to resync when it
+    # overflows, and closed after realtime_max_overflows overflows without catching up.
+    realtime_channel_prefix: str = "wealthwise:events:"
+    realtime_queue_size: int = Field(default=1_000, ge=1)
+    realtime_max_overflows: int = Field(default=3, ge=1)
+    # Redis pub/sub: reconnect backoff cap, and how long a silent connection may idle
+    # before a PING checks it (twice that without an answer: reconnect).
+    realtime_reconnect_max_seconds: float = 2.0
+    realtime_health_check_seconds: float = 5.0
+
     @field_validator("allowed_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:

@@ -1,0 +1,1 @@
+"""Realtime delivery inside an API process: the fan-out hub over broadcaster."""
