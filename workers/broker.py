@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 import structlog
-from taskiq import AsyncBroker, InMemoryBroker
+from redis.asyncio import Redis
+from taskiq import AckableMessage, AsyncBroker, InMemoryBroker
 from taskiq.exceptions import NoResultError
 from taskiq.kicker import AsyncKicker
 from taskiq.message import TaskiqMessage
@@ -81,6 +83,96 @@ class BackoffRetryMiddleware(SmartRetryMiddleware):
             )
 
 
+class ReclaimingStreamBroker(RedisStreamBroker):
+    """taskiq-redis's stream broker, with two fixes to how it takes back the messages of a
+    dead worker (hand-written: taskiq-redis 1.2.4 has neither; its PR #129 is open).
+
+    - It looks for reclaimable messages after every read, also an empty one: upstream only
+      looks after a read that returned new messages, so on a quiet queue a dead worker's
+      task waited for unrelated traffic.
+    - A worker keeps its running messages claimed (XCLAIM ... JUSTID every poll, which
+      resets their idle time): only a dead worker's messages go idle for
+      `idle_timeout`, so that setting bounds how soon a crash is recovered, not how long a
+      task may run. XAUTOCLAIM is atomic, so no lock is needed around it.
+    """
+
+    def __init__(self, url: str, **options: Any) -> None:
+        super().__init__(url, **options)
+        self._running: set[tuple[str, str]] = set()  # (stream, message id) not yet acked
+
+    def _ack_generator(self, id: str, queue_name: str) -> Callable[[], Awaitable[None]]:
+        ack = super()._ack_generator(id, queue_name)
+        self._running.add((_text(queue_name), _text(id)))
+
+        async def _ack() -> None:
+            await ack()
+            self._running.discard((_text(queue_name), _text(id)))
+
+        return _ack
+
+    async def listen(self) -> AsyncGenerator[AckableMessage, None]:
+        streams = {self.queue_name: ">", **self.additional_streams}
+        keeping = asyncio.create_task(self._keep_running_claimed())
+        try:
+            async with Redis(connection_pool=self.connection_pool) as redis:
+                while True:
+                    fetched: Any = await redis.xreadgroup(
+                        self.consumer_group_name,
+                        self.consumer_name,
+                        streams,  # type: ignore[arg-type]
+                        block=self.block,
+                        count=self.count,
+                    )
+                    for stream, entries in fetched or []:
+                        for message_id, fields in entries:
+                            yield self._message(stream, message_id, fields)
+                    for stream in streams:
+                        _, claimed, *_ = await redis.xautoclaim(
+                            stream,
+                            self.consumer_group_name,
+                            self.consumer_name,
+                            min_idle_time=self.idle_timeout,
+                            count=self.unacknowledged_batch_size,
+                        )
+                        for message_id, fields in claimed:
+                            if (stream, _text(message_id)) in self._running or fields is None:
+                                continue  # our own running task, or trimmed away
+                            log.warning("task_reclaimed", stream=stream, message=_text(message_id))
+                            yield self._message(stream, message_id, fields)
+        finally:
+            keeping.cancel()
+
+    def _message(self, stream: Any, message_id: Any, fields: Any) -> AckableMessage:
+        return AckableMessage(
+            data=fields[b"data"], ack=self._ack_generator(id=message_id, queue_name=stream)
+        )
+
+    async def _keep_running_claimed(self) -> None:
+        interval = max(self.block / 1000, 0.1)
+        while True:
+            await asyncio.sleep(interval)
+            by_stream: dict[str, list[Any]] = {}
+            for stream, message_id in list(self._running):
+                by_stream.setdefault(stream, []).append(message_id)
+            try:
+                async with Redis(connection_pool=self.connection_pool) as redis:
+                    for stream, ids in by_stream.items():
+                        await redis.xclaim(
+                            stream,
+                            self.consumer_group_name,
+                            self.consumer_name,
+                            min_idle_time=0,
+                            message_ids=ids,
+                            justid=True,
+                        )
+            except Exception as error:  # Redis away: the listener reports it; try again
+                log.warning("task_claim_refresh_failed", error=repr(error))
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def build_broker(settings: Settings) -> AsyncBroker:
     """The broker for `settings`, with the retry middleware and every registered task."""
     from workers.tasks import register_tasks
@@ -89,7 +181,7 @@ def build_broker(settings: Settings) -> AsyncBroker:
     if settings.resolved_worker_mode == "external":
         if not settings.redis_url:
             raise ValueError("worker_mode 'external' needs WEALTHWISE_REDIS_URL")
-        broker = RedisStreamBroker(
+        broker = ReclaimingStreamBroker(
             url=settings.redis_url,
             queue_name=settings.worker_queue,
             consumer_group_name=settings.worker_consumer_group,
@@ -97,8 +189,6 @@ def build_broker(settings: Settings) -> AsyncBroker:
             consumer_id="0",
             xread_block=max(1, round(settings.worker_poll_seconds * 1000)),
             idle_timeout=max(1, round(settings.worker_reclaim_idle_seconds * 1000)),
-            # The reclaim lock of a worker killed while holding it expires.
-            unacknowledged_lock_timeout=30,
             maxlen=settings.worker_stream_maxlen,
         )
     else:

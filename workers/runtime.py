@@ -39,7 +39,8 @@ class BackgroundLoop(Protocol):
     async def run(self, stop: asyncio.Event) -> None: ...
 
 
-LoopFactory = Callable[[Settings, JobServices], BackgroundLoop]
+# A factory may answer None: no such loop under these settings.
+LoopFactory = Callable[[Settings, JobServices], BackgroundLoop | None]
 LOOP_FACTORIES: list[LoopFactory] = []
 
 
@@ -52,7 +53,8 @@ def background_loop(factory: LoopFactory) -> LoopFactory:
 
 
 def background_loops(settings: Settings, services: JobServices) -> list[BackgroundLoop]:
-    return [factory(settings, services) for factory in LOOP_FACTORIES]
+    loops = (factory(settings, services) for factory in LOOP_FACTORIES)
+    return [loop for loop in loops if loop is not None]
 
 
 async def supervise(loop: BackgroundLoop, stop: asyncio.Event) -> None:
