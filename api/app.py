@@ -144,8 +144,8 @@ def _start_audit_sealing(services: AppServices) -> asyncio.Task[None] | None:
 
 
 async def _seal_audit_chains(services: AppServices, every_seconds: float) -> None:
-    """Sign every moved audit chain head now and then (the realtime issue moves this to
-    the worker's scheduler)."""
+    """Sign every moved audit chain head now and then: the embedded default's stand-in for
+    the worker's scheduled `audit.seal_chains` (workers/tasks.py)."""
     while True:
         await asyncio.sleep(every_seconds)
         try:
