@@ -84,12 +84,15 @@ class BackoffRetryMiddleware(SmartRetryMiddleware):
 
 
 class ReclaimingStreamBroker(RedisStreamBroker):
-    """taskiq-redis's stream broker, with two fixes to how it takes back the messages of a
-    dead worker (hand-written: taskiq-redis 1.2.4 has neither; its PR #129 is open).
+    """taskiq-redis's stream broker, with fixes to how it takes back the messages of a
+    dead worker and survives Redis (hand-written: taskiq-redis 1.2.4 has none of them;
+    its PR #129 reworks reclaiming and is still open).
 
     - It looks for reclaimable messages after every read, also an empty one: upstream only
       looks after a read that returned new messages, so on a quiet queue a dead worker's
       task waited for unrelated traffic.
+    - It declares its consumer group whenever it starts listening, so a worker outlives
+      a Redis that restarted empty.
     - A worker keeps its running messages claimed (XCLAIM ... JUSTID every poll, which
       resets their idle time): only a dead worker's messages go idle for
       `idle_timeout`, so that setting bounds how soon a crash is recovered, not how long a
@@ -112,6 +115,9 @@ class ReclaimingStreamBroker(RedisStreamBroker):
 
     async def listen(self) -> AsyncGenerator[AckableMessage, None]:
         streams = {self.queue_name: ">", **self.additional_streams}
+        # Again on every (re)start of listening: a Redis restarted without its data has
+        # lost the group, and reads would fail with NOGROUP until it exists.
+        await self._declare_consumer_group()
         keeping = asyncio.create_task(self._keep_running_claimed())
         try:
             async with Redis(connection_pool=self.connection_pool) as redis:

@@ -26,6 +26,7 @@ from schema.context import AppServices
 from tests import services as test_services
 from tests.audit.helpers import workspace_of
 from tests.graphql import create_account, register
+from tests.ratelimit.test_fallback import PrivateRedis
 from tests.server import ROOT
 from tests.workers import jobs
 from tests.workers.helpers import (
@@ -253,3 +254,23 @@ def test_the_worker_refuses_to_start_without_redis(tmp_path: Path) -> None:
     )
     assert result.returncode != 0
     assert "WEALTHWISE_REDIS_URL" in result.stdout + result.stderr
+
+
+async def test_the_worker_outlives_a_redis_restart(tmp_path: Path) -> None:
+    server = PrivateRedis()
+    server.start()
+    try:
+        settings = stream_settings(test_services.settings_for(tmp_path, None), server.url)
+        key = f"{settings.worker_queue}:probe"
+        with running_worker(settings, tmp_path, "--no-scheduler") as worker:
+            await send(settings, jobs.record, key, "before")
+            wait_for(lambda: redis_client(settings).llen(key), "the first task", worker)
+            server.stop()
+            await asyncio.sleep(1)
+            server.start()  # empty: the stream and its group are gone
+            await send(settings, jobs.record, key, "after")
+            wait_for(lambda: redis_client(settings).llen(key), "a task after the restart", worker)
+        assert redis_client(settings).lrange(key, 0, -1) == [f"after@{worker.process.pid}".encode()]
+        assert worker.process.returncode == 0, worker.output()
+    finally:
+        server.stop()
