@@ -73,6 +73,17 @@ async def supervise(loop: BackgroundLoop, stop: asyncio.Event) -> None:
         delay = min(delay * 2, RESTART_MAX_SECONDS)
 
 
+async def finish(tasks: Sequence[asyncio.Task[None]], grace_seconds: float) -> None:
+    """Wait for stopping tasks; cancel those still running after `grace_seconds`."""
+    if not tasks:
+        return
+    _, late = await asyncio.wait(tasks, timeout=grace_seconds)
+    for task in late:
+        log.warning("background_task_cancelled", task=task.get_name())
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 def import_task_modules(modules: Sequence[str]) -> None:
     """Import modules that declare more tasks (`@job`) before the broker is built."""
     for module in modules:
@@ -114,7 +125,8 @@ class Worker:
             finished.set()  # the receiver stops fetching and lets running tasks finish
             if scheduling is not None:
                 scheduling.cancel()
-            await asyncio.gather(consumers, *loops, return_exceptions=True)
+            # The receiver bounds its own wait for running tasks (worker_shutdown_seconds).
+            await finish([consumers, *loops], self.settings.worker_shutdown_seconds + 5)
             if scheduling is not None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await scheduling
@@ -158,25 +170,33 @@ class ApiJobs:
 
     broker: AsyncBroker
     embedded: bool
+    shutdown_seconds: float = 30
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _running: list[asyncio.Task[None]] = field(default_factory=list)
 
+    async def start(self, loops: Sequence[BackgroundLoop]) -> None:
+        if self.embedded:
+            await self.broker.startup()
+            self._running = [asyncio.create_task(supervise(loop, self._stop)) for loop in loops]
+
     async def stop(self) -> None:
         self._stop.set()
-        await asyncio.gather(*self._running, return_exceptions=True)
+        await finish(self._running, self.shutdown_seconds)
         if isinstance(self.broker, InMemoryBroker):
-            await self.broker.wait_all()
+            try:
+                await asyncio.wait_for(self.broker.wait_all(), self.shutdown_seconds)
+            except TimeoutError:
+                log.warning("embedded_tasks_abandoned")
         await self.broker.shutdown()
 
 
 async def start_jobs(services: JobServices) -> ApiJobs:
     broker = build_broker(services.settings)
     attach_services(broker, services)
-    jobs = ApiJobs(broker, embedded=services.settings.resolved_worker_mode == "embedded")
-    if jobs.embedded:
-        await broker.startup()
-        jobs._running = [
-            asyncio.create_task(supervise(loop, jobs._stop))
-            for loop in background_loops(services.settings, services)
-        ]
+    jobs = ApiJobs(
+        broker,
+        embedded=services.settings.resolved_worker_mode == "embedded",
+        shutdown_seconds=services.settings.worker_shutdown_seconds,
+    )
+    await jobs.start(background_loops(services.settings, services) if jobs.embedded else [])
     return jobs
