@@ -1,6 +1,7 @@
 """The taskiq broker, built from settings.
 
-Production (`worker_mode` "external"): taskiq-redis's `RedisStreamBroker`. A worker reads
+Production (`worker_mode` "external"): taskiq-redis's `RedisStreamBroker` (with the fixes
+of `ReclaimingStreamBroker` below). A worker reads
 the stream through a consumer group and acknowledges a message only after its task has
 run; a message left unacknowledged (its worker died) is claimed by another worker after
 `worker_reclaim_idle_seconds` and runs again. Embedded: taskiq's `InMemoryBroker`, which
