@@ -34,6 +34,8 @@ from domain.core.settings import Settings, get_settings
 from domain.identity.tokens import TokenSigner
 from schema import schema as wealthwise_schema
 from schema.context import ACCESS_COOKIE, REFRESH_COOKIE, AppServices
+from workers.runtime import start_jobs
+from workers.tasks import JobServices
 
 log = structlog.get_logger(__name__)
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -67,7 +69,7 @@ def create_app(
     oidc_login = OidcLogin(services, settings)
 
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, AppServices]]:
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, object]]:
         async with unit_of_work(services.engine) as session:
             await services.keyring.ensure_system_keys(session)
         log.info("started", database=services.engine.url.render_as_string(hide_password=True))
@@ -75,12 +77,15 @@ def create_app(
         # otherwise cost 150-200 ms pauses every few requests on a small machine.
         gc.collect()
         gc.freeze()
-        sealing = _start_audit_sealing(services)
-        yield {"services": services}
+        jobs = await start_jobs(JobServices(services.settings, services.engine, services.keyring))
+        # Embedded, the API seals audit chains itself; a worker's scheduler does it otherwise.
+        sealing = _start_audit_sealing(services) if jobs.embedded else None
+        yield {"services": services, "jobs": jobs.broker}
         if sealing is not None:
             sealing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sealing
+        await jobs.stop()
         await services.engine.dispose()
         if isinstance(services.limiter, RateLimiter):
             await services.limiter.aclose()
@@ -140,8 +145,8 @@ def _start_audit_sealing(services: AppServices) -> asyncio.Task[None] | None:
 
 
 async def _seal_audit_chains(services: AppServices, every_seconds: float) -> None:
-    """Sign every moved audit chain head now and then (the realtime issue moves this to
-    the worker's scheduler)."""
+    """Sign every moved audit chain head now and then: the embedded default's stand-in for
+    the worker's scheduled `audit.seal_chains` (workers/tasks.py)."""
     while True:
         await asyncio.sleep(every_seconds)
         try:

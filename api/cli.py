@@ -11,10 +11,12 @@ import uvicorn
 from api.jwt_cli import rotate_jwt
 from api.keys_cli import keys_app
 from domain.core.settings import Settings, get_settings
+from workers.cli import worker
 
 app = typer.Typer(help="WealthWise: the personal-wealth GraphQL API.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 keys_app.command("rotate-jwt")(rotate_jwt)
+app.command()(worker)
 
 
 def _serve(settings: Settings, host: str | None, port: int | None, workers: int) -> None:

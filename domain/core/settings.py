@@ -128,6 +128,28 @@ class Settings(BaseSettings):
     # before a PING checks it (twice that without an answer: reconnect).
     realtime_reconnect_max_seconds: float = 2.0
     realtime_health_check_seconds: float = 5.0
+    # Background jobs (workers/): "embedded" runs tasks, the scheduler's jobs and the
+    # background loops inside the API process (taskiq's in-memory broker); "external" sends
+    # tasks to a Redis stream that `wealthwise worker` consumes. Unset: external when
+    # redis_url is set, else embedded.
+    worker_mode: Literal["embedded", "external"] | None = None
+    worker_queue: str = "wealthwise:tasks"  # the Redis stream
+    worker_consumer_group: str = "wealthwise-workers"
+    # A delivered task not acknowledged for this long (its worker died) is claimed by
+    # another worker and run again: keep it above the longest task's run time.
+    worker_reclaim_idle_seconds: float = 600
+    # The stream is trimmed (approximately) to this many entries; acknowledged entries
+    # stay in it until trimmed.
+    worker_stream_maxlen: int = 100_000
+    # How long `xreadgroup` blocks; the reclaim check runs between reads.
+    worker_poll_seconds: float = 2
+    # Attempts per task (the first run included), and the backoff between them:
+    # retry_delay * 2**(attempt - 1), capped at retry_max_delay, plus up to 1 s of jitter.
+    worker_max_attempts: int = 5
+    worker_retry_delay_seconds: float = 1
+    worker_retry_max_delay_seconds: float = 60
+    # On SIGTERM, running tasks get this long to finish (the rest run again elsewhere).
+    worker_shutdown_seconds: float = 30
 
     @field_validator("allowed_origins", mode="before")
     @classmethod
@@ -182,6 +204,12 @@ class Settings(BaseSettings):
         password = self.app_db_password.get_secret_value() if self.app_db_password else None
         url = make_url(self.resolved_database_url).set(username=self.app_db_role, password=password)
         return url.render_as_string(hide_password=False)
+
+    @property
+    def resolved_worker_mode(self) -> Literal["embedded", "external"]:
+        if self.worker_mode is not None:
+            return self.worker_mode
+        return "external" if self.redis_url else "embedded"
 
     @property
     def is_sqlite(self) -> bool:
