@@ -38,19 +38,28 @@ DEFAULT_BATCH = 500
 async def relay_once(engine: AsyncEngine, publish: Publish, *, batch: int = DEFAULT_BATCH) -> int:
     """Publish up to `batch` pending events, then mark them published; returns how many.
 
-    If `publish` fails, the events published before it are marked and the error is
-    raised: the failed one (and everything after it) is published again next round.
+    If `publish` raises an Exception, the events published before it are marked and the
+    error is raised: the failed one (and everything after it) goes out again next round.
+    Killed or cancelled mid-round, nothing of the round is marked: all of it goes again.
     """
     if engine.dialect.name == "postgresql":
         return await _relay_postgresql(engine, publish, batch)
     return await _relay_sqlite(engine, publish, batch)
 
 
-async def _publish_all(rows: Sequence[Any], publish: Publish, published: list[uuid.UUID]) -> None:
+async def _publish_all(
+    rows: Sequence[Any], publish: Publish, published: list[uuid.UUID]
+) -> Exception | None:
+    """Publish in order, collecting ids; stop at the first error and return it, so the
+    caller marks what went out. Anything else (cancellation, a kill) marks nothing."""
     for row in rows:
         envelope = outbox.envelope_of(row)
-        await publish(channel_for(envelope.workspace_id), encode(envelope))
+        try:
+            await publish(channel_for(envelope.workspace_id), encode(envelope))
+        except Exception as error:
+            return error
         published.append(uuid.UUID(str(row.id)))
+    return None
 
 
 async def _relay_postgresql(engine: AsyncEngine, publish: Publish, batch: int) -> int:
@@ -72,13 +81,11 @@ async def _relay_postgresql(engine: AsyncEngine, publish: Publish, batch: int) -
                 {"batch": batch},
             )
         ).all()
-        try:
-            await _publish_all(rows, publish, published)
-        finally:
-            if published:
-                await session.execute(
-                    text("SELECT ww_outbox_mark_published(:ids)"), {"ids": published}
-                )
+        failure = await _publish_all(rows, publish, published)
+        if published:
+            await session.execute(text("SELECT ww_outbox_mark_published(:ids)"), {"ids": published})
+    if failure is not None:
+        raise failure
     return len(published)
 
 
@@ -94,16 +101,16 @@ async def _relay_sqlite(engine: AsyncEngine, publish: Publish, batch: int) -> in
         ).scalars()
         pending = list(rows)
     published: list[uuid.UUID] = []
-    try:
-        await _publish_all(pending, publish, published)
-    finally:
-        if published:
-            async with unit_of_work(engine) as session:
-                await session.execute(
-                    update(OutboxEvent)
-                    .where(col(OutboxEvent.id).in_(published))
-                    .values(published_at=utcnow())
-                )
+    failure = await _publish_all(pending, publish, published)
+    if published:
+        async with unit_of_work(engine) as session:
+            await session.execute(
+                update(OutboxEvent)
+                .where(col(OutboxEvent.id).in_(published))
+                .values(published_at=utcnow())
+            )
+    if failure is not None:
+        raise failure
     return len(published)
 
 
