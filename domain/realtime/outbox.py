@@ -20,6 +20,7 @@ from sqlmodel import col
 
 from domain.core.db import dialect_insert, unit_of_work
 from domain.core.models import as_utc, utcnow
+from domain.core.settings import Settings
 from domain.realtime.envelope import Envelope
 from domain.realtime.events import EVENT_FIELDS, EventType
 from domain.realtime.models import OutboxEvent, OutboxHead
@@ -168,6 +169,11 @@ async def prune(engine: AsyncEngine, *, older_than: dt.timedelta, batch: int = P
         deleted += count
         if count < batch:
             return deleted
+
+
+async def prune_expired(engine: AsyncEngine, settings: Settings) -> int:
+    """The retention job: published events older than `outbox_retention_days` go."""
+    return await prune(engine, older_than=dt.timedelta(days=settings.outbox_retention_days))
 
 
 def on_commit_with_events(callback: Callable[[], None]) -> Callable[[], None]:

@@ -22,6 +22,7 @@ from sqlmodel import col
 
 from domain.core.db import unit_of_work
 from domain.core.models import utcnow
+from domain.core.settings import Settings
 from domain.realtime import outbox
 from domain.realtime.envelope import channel_for, encode
 from domain.realtime.models import OutboxEvent
@@ -138,6 +139,15 @@ class Relay:
         self._wakeup = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_settings(cls, engine: AsyncEngine, publish: Publish, settings: Settings) -> Relay:
+        return cls(
+            engine,
+            publish,
+            poll_seconds=settings.outbox_poll_seconds,
+            batch=settings.outbox_batch,
+        )
 
     def wake(self) -> None:
         """Run a round now (safe from any thread)."""

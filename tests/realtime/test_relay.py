@@ -300,7 +300,7 @@ async def test_the_runner_backs_off_on_errors_and_then_delivers_everything(
 
 
 async def test_prune_deletes_old_published_events_and_seq_keeps_counting(
-    engine: AsyncEngine, keyring: Keyring
+    fresh_database: Settings, engine: AsyncEngine, keyring: Keyring
 ) -> None:
     home = await household(engine, keyring)
     sent: list[str] = []
@@ -314,7 +314,9 @@ async def test_prune_deletes_old_published_events_and_seq_keeps_counting(
     assert await outbox.prune(engine, older_than=dt.timedelta(0), batch=1) == 2
     assert [e.seq for e in await replay(engine, home.tenant.workspace_id)] == [3, 4]
     await relay_once(engine, publish)
-    assert await outbox.prune(engine, older_than=dt.timedelta(0)) == 2
+    assert await outbox.prune_expired(engine, fresh_database) == 0  # kept 7 days by default
+    expire_now = fresh_database.model_copy(update={"outbox_retention_days": 0})
+    assert await outbox.prune_expired(engine, expire_now) == 2
     await post(engine, home)
     # seqs 1-4 are gone: a client resuming from 0 sees the gap (first seq is not 1)
     assert [e.seq for e in await replay(engine, home.tenant.workspace_id)] == [5, 6]
