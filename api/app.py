@@ -26,12 +26,14 @@ from api.logging import configure_logging
 from api.middleware import RequestIdMiddleware, UnexpectedErrors
 from api.oidc import OidcLogin
 from api.ratelimit import RateLimiter, RateLimitMiddleware
+from api.realtime.hub import Hub
 from api.security import OriginAllowlist, RequestBodyLimit, SecurityHeaders
 from domain.audit.service import seal_all
 from domain.core.db import create_engine, unit_of_work
 from domain.core.keys import Keyring
 from domain.core.settings import Settings, get_settings
 from domain.identity.tokens import TokenSigner
+from domain.realtime.relay import Relay
 from schema import schema as wealthwise_schema
 from schema.context import ACCESS_COOKIE, REFRESH_COOKIE, AppServices
 from workers.runtime import start_jobs
@@ -80,7 +82,16 @@ def create_app(
         jobs = await start_jobs(JobServices(services.settings, services.engine, services.keyring))
         # Embedded, the API seals audit chains itself; a worker's scheduler does it otherwise.
         sealing = _start_audit_sealing(services) if jobs.embedded else None
-        yield {"services": services, "jobs": jobs.broker}
+        # One hub per process fans events out to its subscribers. Embedded, this process
+        # also relays the outbox into it; otherwise the worker's relay publishes to Redis.
+        hub = Hub(settings)
+        await hub.start()
+        relay = Relay.from_settings(services.engine, hub.publish, settings)
+        if jobs.embedded:
+            relay.start()
+        yield {"services": services, "jobs": jobs.broker, "hub": hub}
+        await relay.stop()
+        await hub.stop()
         if sealing is not None:
             sealing.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -13,7 +13,8 @@ from sqlmodel.sql.sqltypes import AutoString
 import domain.audit.models
 import domain.core.models
 import domain.identity.models
-import domain.ledger.models  # noqa: F401  (register the tables)
+import domain.ledger.models
+import domain.realtime.models  # noqa: F401  (register the tables)
 from domain.core.db import create_engine
 from domain.core.settings import Settings
 

@@ -31,7 +31,8 @@ def worker(
             "the worker consumes the Redis task stream: set WEALTHWISE_REDIS_URL "
             "(embedded, the API runs the jobs itself)"
         )
-    import_task_modules(task_module or [])
+    # The outbox relay is always one of the worker's loops; --import adds more.
+    import_task_modules(["workers.relay", *(task_module or [])])
     asyncio.run(_run(Worker(settings, concurrency=concurrency, scheduler=scheduler)))
 
 

@@ -42,6 +42,7 @@ from broadcaster._base import Unsubscribed
 
 from api.realtime.redis_backend import HubUnavailable, ReconnectingRedisBackend, ResyncEvent
 from domain.core.settings import Settings
+from domain.realtime.envelope import EnvelopeError, channel_for, decode
 
 log = structlog.get_logger(__name__)
 
@@ -112,33 +113,26 @@ class HubMetrics:
 
 
 def workspace_channel(settings: Settings, workspace_id: uuid.UUID) -> str:
-    """The pub/sub channel that carries one workspace's events."""
-    return f"{settings.realtime_channel_prefix}{workspace_id}"
+    """The pub/sub channel that carries one workspace's events (named by the envelope
+    module, which the relay uses too)."""
+    return channel_for(workspace_id, settings.realtime_channel_prefix)
 
 
 def decode_envelope(raw: str) -> RealtimeEvent | None:
     """The event in a published envelope, or None when it is not a valid version-1 one."""
     try:
-        body = json.loads(raw)
-    except ValueError:
+        envelope = decode(raw)
+    except EnvelopeError:
         return None
-    if not isinstance(body, dict) or body.get("v") != 1:
+    if envelope.seq < 0 or not envelope.type:
         return None
-    seq, kind, at, workspace = (
-        body.get("seq"),
-        body.get("type"),
-        body.get("at"),
-        body.get("workspace"),
+    return RealtimeEvent(
+        workspace=envelope.workspace_id,
+        seq=envelope.seq,
+        type=envelope.type,
+        data=envelope.data,
+        at=envelope.at.isoformat(),
     )
-    if type(seq) is not int or seq < 0 or not isinstance(kind, str) or not kind:
-        return None
-    if not isinstance(at, str) or not isinstance(workspace, str):
-        return None
-    try:
-        workspace_id = uuid.UUID(workspace)
-    except ValueError:
-        return None
-    return RealtimeEvent(workspace=workspace_id, seq=seq, type=kind, data=body.get("data"), at=at)
 
 
 class _Closed:

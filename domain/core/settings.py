@@ -117,6 +117,12 @@ class Settings(BaseSettings):
 
     # Seal every audit chain whose head moved this often (0: only on demand).
     audit_checkpoint_minutes: float = 5
+    # The outbox relay: how often it looks for events committed by other processes (a
+    # commit in its own process wakes it at once), how many it publishes per round, and
+    # how long published events are kept for clients that resume with `since`.
+    outbox_poll_seconds: float = 0.2
+    outbox_batch: int = 500
+    outbox_retention_days: float = 7
 
     # Realtime fan-out (api/realtime/hub.py): channels are named with this prefix; each local
     # subscriber holds at most realtime_queue_size events and is told to resync when it

@@ -16,6 +16,8 @@ from domain.core.tenancy import Tenant
 from domain.ledger import totals
 from domain.ledger.models import Account, AccountKind
 from domain.ledger.repository import LedgerRepository
+from domain.realtime import outbox
+from domain.realtime.events import EventType
 
 TABLE = "accounts"
 
@@ -99,6 +101,7 @@ async def create_account(
     account.institution_enc = cipher.seal_optional(institution, TABLE, "institution", account.id)
     session.add(account)
     await session.flush()
+    await _balance_changed(session, tenant, account)
     return view(tenant, account)
 
 
@@ -131,10 +134,19 @@ async def update_account(
         account.institution_enc = cipher.seal_optional(
             institution or None, TABLE, "institution", account.id
         )
+    changed = archived is not None and archived != account.archived
     if archived is not None:
         account.archived = archived
     await session.flush()
+    if changed:
+        await _balance_changed(session, tenant, account)
     return view(tenant, account)
+
+
+async def _balance_changed(session: AsyncSession, tenant: Tenant, account: Account) -> None:
+    """A new account's balance, or one that (un)archiving adds or takes out of totals."""
+    data = {"accounts": [str(account.id)]}
+    await outbox.emit(session, tenant.workspace_id, EventType.BALANCE_CHANGED, data)
 
 
 async def balances(

@@ -12,7 +12,7 @@ import hashlib
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -38,6 +38,8 @@ from domain.ledger.models import (
     TransactionTag,
 )
 from domain.ledger.repository import LedgerRepository
+from domain.realtime import outbox
+from domain.realtime.events import EventType
 
 TX_TABLE = "transactions"
 POSTING_TABLE = "postings"
@@ -516,6 +518,7 @@ async def _record(
     _accounts, found = await _references(session, tenant, entry.legs)
     kind = _kind_of(entry, found)
     change = totals.TotalsChange()
+    event_type, previous = EventType.TRANSACTION_POSTED, None
     if row is None:
         row = Transaction(
             workspace_id=tenant.workspace_id,
@@ -527,7 +530,8 @@ async def _record(
         )
         session.add(row)
     else:
-        await _remove_postings(session, tenant, row, change)
+        event_type, old_date = EventType.TRANSACTION_EDITED, row.date
+        previous = (old_date, await _remove_postings(session, tenant, row, change))
         row.updated_at = utcnow()
     _fill(tenant, row, entry, kind)
     await session.flush()
@@ -535,12 +539,16 @@ async def _record(
     await _set_tags(session, tenant, row.id, entry.tags)
     await session.flush()
     await totals.apply(session, tenant, change)
+    touched: list[_Leg | Posting] = [*entry.legs, *(previous[1] if previous else [])]
+    event = _transaction_event(event_type, row.id, entry.date, touched, previous and previous[0])
+    await _announce(session, tenant, [event], change, touched)
     return row
 
 
 async def _remove_postings(
     session: AsyncSession, tenant: Tenant, row: Transaction, change: totals.TotalsChange
-) -> None:
+) -> list[Posting]:
+    """Delete the transaction's postings (returned) and take them out of `change`."""
     repository = LedgerRepository(session, tenant.workspace_id)
     old = await repository.postings_of([row.id])
     _references_archived = await repository.accounts_by_ids(
@@ -559,6 +567,7 @@ async def _remove_postings(
             Posting.transaction_id == row.id,  # type: ignore[arg-type]
         )
     )
+    return old
 
 
 # --- idempotency -----------------------------------------------------------------------
@@ -681,12 +690,14 @@ async def remove(
         if row is None:
             raise NotFound("Transaction not found", field="id")
         change = totals.TotalsChange()
-        await _remove_postings(session, tenant, row, change)
+        old = await _remove_postings(session, tenant, row, change)
         await _unlink_tags(session, tenant, row.id)
         await session.flush()
         await session.delete(row)
         await session.flush()
         await totals.apply(session, tenant, change)
+        event = _transaction_event(EventType.TRANSACTION_DELETED, row.id, row.date, old)
+        await _announce(session, tenant, [event], change, old)
         return row.id
 
     result_id, _ = await idempotent(
@@ -817,6 +828,7 @@ async def post_many(
     tx_rows: list[dict[str, Any]] = []
     posting_rows: list[dict[str, Any]] = []
     tag_links: list[tuple[uuid.UUID, str]] = []
+    events: list[outbox.EventDraft] = []
     now = utcnow()
     for draft in drafts:
         if isinstance(draft, TransactionDraft):
@@ -848,6 +860,9 @@ async def post_many(
         )
         posting_rows.extend(_posting_rows(tenant, row_id, entry, change))
         tag_links.extend((row_id, name) for name in entry.tags)
+        events.append(
+            _transaction_event(EventType.TRANSACTION_POSTED, row_id, entry.date, entry.legs)
+        )
     batch = 2_000
     tables = (
         (Transaction.__table__, tx_rows),  # type: ignore[attr-defined]
@@ -858,7 +873,53 @@ async def post_many(
             await session.execute(table.insert(), rows[start : start + batch])
     await _link_tags(session, tenant, tag_links)
     await totals.apply(session, tenant, change)
+    # One event per transaction, and one balance.changed for the whole call.
+    await _announce(session, tenant, events, change, account_rows.values())
     return len(tx_rows)
+
+
+# --- events ----------------------------------------------------------------------------
+
+
+def _transaction_event(
+    event_type: EventType,
+    transaction_id: uuid.UUID,
+    date: dt.date,
+    touched: Iterable[_Leg | Posting],
+    previous_date: dt.date | None = None,
+) -> outbox.EventDraft:
+    """Ids and the date only: subscribers re-read amounts and texts under their scope."""
+    touched = list(touched)
+    data: dict[str, Any] = {
+        "transaction": str(transaction_id),
+        "accounts": sorted({str(t.account_id) for t in touched if t.account_id}),
+        "categories": sorted({str(t.category_id) for t in touched if t.category_id}),
+        "date": date.isoformat(),
+    }
+    if previous_date is not None and previous_date != date:
+        data["previous_date"] = previous_date.isoformat()
+    return event_type, data
+
+
+async def _announce(
+    session: AsyncSession,
+    tenant: Tenant,
+    events: list[outbox.EventDraft],
+    change: totals.TotalsChange,
+    accounts: Iterable[_Leg | Posting | Account],
+) -> None:
+    """Append the events, then one balance.changed naming every account that moved."""
+    account_ids = {a.id if isinstance(a, Account) else a.account_id for a in accounts}
+    moved = sorted(
+        {
+            str(target)
+            for (target, _month, _currency), delta in change.deltas.items()
+            if delta.amount and target in account_ids
+        }
+    )
+    if moved:
+        events = [*events, (EventType.BALANCE_CHANGED, {"accounts": moved})]
+    await outbox.emit_many(session, tenant.workspace_id, events)
 
 
 async def _link_tags(

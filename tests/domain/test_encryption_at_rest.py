@@ -90,6 +90,9 @@ NUMERIC_ALLOWED = {
     ("audit_events", "version"),
     ("audit_heads", "seq"),
     ("audit_checkpoints", "seq"),
+    # outbox event positions (event data is ids and dates only)
+    ("outbox_events", "seq"),
+    ("outbox_heads", "seq"),
 }
 
 

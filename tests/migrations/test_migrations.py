@@ -11,7 +11,8 @@ from sqlmodel import SQLModel
 import domain.audit.models
 import domain.core.models
 import domain.identity.models
-import domain.ledger.models  # noqa: F401
+import domain.ledger.models
+import domain.realtime.models  # noqa: F401
 from domain.core.db import create_engine
 from domain.core.settings import Settings
 

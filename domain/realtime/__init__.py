@@ -1,0 +1,1 @@
+"""Realtime: the transactional outbox, its relay, and the envelope subscribers decode."""

@@ -1,0 +1,209 @@
+"""The relay: publish committed outbox events in (workspace, seq) order, then mark them.
+
+At-least-once: a relay that dies after publishing and before marking publishes the same
+events again when it restarts; subscribers drop what they already saw by seq. Per
+workspace, events commit in seq order (the head row lock), so every round publishes a
+prefix of what is pending and a channel never skips ahead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from sqlalchemy import select, text, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col
+
+from domain.core.db import unit_of_work
+from domain.core.models import utcnow
+from domain.core.settings import Settings
+from domain.realtime import outbox
+from domain.realtime.envelope import CHANNEL_PREFIX, channel_for, encode
+from domain.realtime.models import OutboxEvent
+
+logger = logging.getLogger(__name__)
+
+Publish = Callable[[str, str], Awaitable[Any]]
+
+# One relay round at a time across every process (pg_try_advisory_xact_lock's key).
+RELAY_LOCK = 0x5757_4F42_5245_4C59 & 0x7FFF_FFFF_FFFF_FFFF
+DEFAULT_BATCH = 500
+
+
+async def relay_once(
+    engine: AsyncEngine,
+    publish: Publish,
+    *,
+    batch: int = DEFAULT_BATCH,
+    channel_prefix: str = CHANNEL_PREFIX,
+) -> int:
+    """Publish up to `batch` pending events, then mark them published; returns how many.
+
+    If `publish` raises an Exception, the events published before it are marked and the
+    error is raised: the failed one (and everything after it) goes out again next round.
+    Killed or cancelled mid-round, nothing of the round is marked: all of it goes again.
+    """
+    if engine.dialect.name == "postgresql":
+        return await _relay_postgresql(engine, publish, batch, channel_prefix)
+    return await _relay_sqlite(engine, publish, batch, channel_prefix)
+
+
+async def _publish_all(
+    rows: Sequence[Any], publish: Publish, published: list[uuid.UUID], channel_prefix: str
+) -> Exception | None:
+    """Publish in order, collecting ids; stop at the first error and return it, so the
+    caller marks what went out. Anything else (cancellation, a kill) marks nothing."""
+    for row in rows:
+        envelope = outbox.envelope_of(row)
+        try:
+            await publish(channel_for(envelope.workspace_id, channel_prefix), encode(envelope))
+        except Exception as error:
+            return error
+        published.append(uuid.UUID(str(row.id)))
+    return None
+
+
+async def _relay_postgresql(
+    engine: AsyncEngine, publish: Publish, batch: int, channel_prefix: str
+) -> int:
+    # The API's role sees one workspace per transaction: owner-defined functions
+    # (migration 0007) list pending events of every workspace and mark them by id.
+    published: list[uuid.UUID] = []
+    async with unit_of_work(engine) as session:
+        locked = await session.execute(
+            text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": RELAY_LOCK}
+        )
+        if not locked.scalar_one():
+            return 0  # another relay is in a round; its marks will show on our next one
+        rows = (
+            await session.execute(
+                text(
+                    "SELECT id, workspace_id, seq, type, data, occurred_at"
+                    " FROM ww_outbox_pending(:batch)"
+                ),
+                {"batch": batch},
+            )
+        ).all()
+        failure = await _publish_all(rows, publish, published, channel_prefix)
+        if published:
+            await session.execute(text("SELECT ww_outbox_mark_published(:ids)"), {"ids": published})
+    if failure is not None:
+        raise failure
+    return len(published)
+
+
+async def _relay_sqlite(
+    engine: AsyncEngine, publish: Publish, batch: int, channel_prefix: str
+) -> int:
+    async with unit_of_work(engine, write=False) as session:
+        rows = (
+            await session.execute(
+                select(OutboxEvent)
+                .where(col(OutboxEvent.published_at).is_(None))
+                .order_by(col(OutboxEvent.workspace_id), col(OutboxEvent.seq))
+                .limit(batch)
+            )
+        ).scalars()
+        pending = list(rows)
+    published: list[uuid.UUID] = []
+    failure = await _publish_all(pending, publish, published, channel_prefix)
+    if published:
+        async with unit_of_work(engine) as session:
+            await session.execute(
+                update(OutboxEvent)
+                .where(col(OutboxEvent.id).in_(published))
+                .values(published_at=utcnow())
+            )
+    if failure is not None:
+        raise failure
+    return len(published)
+
+
+class Relay:
+    """Runs `relay_once` until stopped: again at once while a full batch came back, else
+    on a wake-up (a commit in this process that emitted) or every `poll_seconds`.
+    Errors back off exponentially (with jitter) up to `max_backoff_seconds`."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        publish: Publish,
+        *,
+        poll_seconds: float = 0.2,
+        batch: int = DEFAULT_BATCH,
+        max_backoff_seconds: float = 30.0,
+        channel_prefix: str = CHANNEL_PREFIX,
+    ) -> None:
+        self.engine = engine
+        self.channel_prefix = channel_prefix
+        self.publish = publish
+        self.poll_seconds = poll_seconds
+        self.batch = batch
+        self.max_backoff_seconds = max_backoff_seconds
+        self.published = 0
+        self.failures = 0  # consecutive
+        self._wakeup = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_settings(cls, engine: AsyncEngine, publish: Publish, settings: Settings) -> Relay:
+        return cls(
+            engine,
+            publish,
+            poll_seconds=settings.outbox_poll_seconds,
+            batch=settings.outbox_batch,
+            channel_prefix=settings.realtime_channel_prefix,
+        )
+
+    def wake(self) -> None:
+        """Run a round now (safe from any thread)."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wakeup.set)
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        stop_listening = outbox.on_commit_with_events(self.wake)
+        try:
+            while True:
+                self._wakeup.clear()  # before reading: a commit during the round re-arms it
+                try:
+                    sent = await relay_once(
+                        self.engine,
+                        self.publish,
+                        batch=self.batch,
+                        channel_prefix=self.channel_prefix,
+                    )
+                except Exception:
+                    self.failures += 1
+                    delay = min(self.max_backoff_seconds, self.poll_seconds * 2**self.failures)
+                    logger.warning("outbox_relay_failed", exc_info=True, extra={"retry_in": delay})
+                    await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                    continue
+                self.failures = 0
+                self.published += sent
+                if sent >= self.batch:
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), self.poll_seconds)
+        finally:
+            stop_listening()
+            self._loop = None
+
+    def start(self) -> asyncio.Task[None]:
+        self._task = asyncio.get_running_loop().create_task(self.run(), name="outbox-relay")
+        return self._task
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
