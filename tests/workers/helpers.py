@@ -56,6 +56,8 @@ def environment(settings: Settings) -> dict[str, str]:
         "worker_retry_max_delay_seconds",
         "worker_shutdown_seconds",
         "audit_checkpoint_minutes",
+        "realtime_channel_prefix",
+        "outbox_poll_seconds",
     ]
     env = {f"WEALTHWISE_{name.upper()}": str(getattr(settings, name)) for name in names}
     if settings.database_url is None:

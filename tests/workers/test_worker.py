@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as redis_asyncio
 from sqlalchemy import func, select
 from sqlmodel import col
 
@@ -22,6 +23,7 @@ from domain.audit.models import AuditCheckpoint
 from domain.audit.repository import AuditRepository
 from domain.core.db import bind_scope, unit_of_work
 from domain.core.settings import Settings
+from domain.realtime.envelope import Envelope, decode
 from schema.context import AppServices
 from tests import services as test_services
 from tests.audit.helpers import workspace_of
@@ -275,3 +277,36 @@ async def test_the_worker_outlives_a_redis_restart(tmp_path: Path) -> None:
         assert worker.process.returncode == 0, worker.output()
     finally:
         server.stop()
+
+
+async def test_the_workers_relay_publishes_committed_events_to_redis(
+    make_client: Any, services: AppServices, redis_url: str, tmp_path: Path
+) -> None:
+    """External mode: the API only commits; the worker's relay publishes to Redis, where
+    every API process's hub would pick the event up."""
+    prefix = f"test-relay:{uuid.uuid4().hex}:"
+    settings = stream_settings(services.settings, redis_url, realtime_channel_prefix=prefix)
+    listener = redis_asyncio.Redis.from_url(redis_url)
+    pubsub = listener.pubsub()
+    await pubsub.psubscribe(f"{prefix}*")
+    try:
+        with running_worker(settings, tmp_path) as worker:
+            client = make_client()
+            workspace = workspace_of(await register(client))
+            await create_account(client, opening="10")
+            seen: list[Envelope] = []
+            for _ in range(300):
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
+                if message is not None:
+                    envelope = decode(message["data"])
+                    if envelope.workspace_id == workspace:
+                        seen.append(envelope)
+                        if envelope.type == "balance.changed":
+                            break
+                assert worker.process.poll() is None, worker.output()
+            assert [e.type for e in seen][-1:] == ["balance.changed"], worker.output()
+            assert message is not None and message["channel"].decode() == f"{prefix}{workspace}"
+    finally:
+        await pubsub.aclose()
+        await listener.aclose()
+        forget(settings)
