@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import re
 import time
 import uuid
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.security import error_response
 
 log = structlog.get_logger("wealthwise.http")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -76,25 +77,5 @@ class UnexpectedErrors:
             log.exception("unhandled_error", path=scope.get("path"))
             if started:  # too late for an answer of our own: let the server drop it
                 raise
-            body = json.dumps(
-                {
-                    "data": None,
-                    "errors": [
-                        {
-                            "message": "Internal server error",
-                            "extensions": {"code": "INTERNAL_SERVER_ERROR"},
-                        }
-                    ],
-                }
-            ).encode()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 500,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            response = error_response(500, "INTERNAL_SERVER_ERROR", "Internal server error")
+            await response(scope, receive, send)
