@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,15 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
 from strawberry.types.execution import ExecutionResult
 from strawberry.types.unset import UNSET
 
+from api.realtime.connection import ConnectionContext, ConnectionRefused
 from api.security import csrf_rejected, csrf_safe, error_response, graphiql_csp
 from schema.context import AppServices, RequestContext
 from schema.errors import classify
@@ -26,14 +33,39 @@ log = structlog.get_logger(__name__)
 EXAMPLES = Path(__file__).parent / "graphiql_examples.graphql"
 
 
+class TransportWS(BaseGraphQLTransportWSHandler[RequestContext, None]):
+    """graphql-transport-ws with our close codes for a refused connection_init, and the
+    connection's bookkeeping released when it ends."""
+
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        try:
+            await super().handle_connection_init(message)
+        except ConnectionRefused as refusal:
+            await self.websocket.close(code=refusal.code, reason=refusal.reason)
+
+    async def shutdown(self) -> None:
+        try:
+            await super().shutdown()
+        finally:
+            if isinstance(self.context, ConnectionContext):
+                await self.context.release()
+
+
 class WealthWiseGraphQL(GraphQL[RequestContext, None]):
+    graphql_transport_ws_handler_class = TransportWS
+
     def __init__(self, schema: Any, services: AppServices, *, graphiql: bool) -> None:
+        settings = services.settings
         super().__init__(
             schema,
             graphql_ide="graphiql" if graphiql else None,
             allow_queries_via_get=False,
             multipart_uploads_enabled=False,
-            allowed_origins=services.settings.resolved_allowed_origins,
+            allowed_origins=settings.resolved_allowed_origins,
+            # graphql-transport-ws only: its connection_init carries the sign-in.
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+            connection_init_wait_timeout=timedelta(seconds=settings.ws_connection_init_seconds),
+            max_subscriptions_per_connection=settings.ws_max_subscriptions_per_connection,
         )
         self.services = services
 
@@ -52,6 +84,13 @@ class WealthWiseGraphQL(GraphQL[RequestContext, None]):
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> RequestContext:
+        if isinstance(request, WebSocket):
+            return ConnectionContext(
+                request=request,
+                response=None,
+                services=self.services,
+                hub=getattr(request.state, "hub", None),
+            )
         context = RequestContext(
             request=request,
             response=response if isinstance(response, Response) else None,
@@ -59,6 +98,10 @@ class WealthWiseGraphQL(GraphQL[RequestContext, None]):
         )
         request.state.wealthwise_context = context
         return context
+
+    async def on_ws_connect(self, context: RequestContext) -> dict[str, object] | None:
+        assert isinstance(context, ConnectionContext)
+        return await context.sign_in()
 
     async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
         if (

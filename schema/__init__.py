@@ -19,6 +19,7 @@ from schema.identity.oidc import OidcQuery
 from schema.ledger.mutations import LedgerMutation
 from schema.ledger.queries import LedgerQuery
 from schema.limits import OperationLimits
+from schema.realtime import OperationTransport, RealtimeSubscription
 
 
 @strawberry.type
@@ -50,10 +51,14 @@ class WealthWiseSchema(strawberry.Schema):
         super().process_errors(unexpected, execution_context)
 
 
+Subscription = merge_types("Subscription", (RealtimeSubscription,))
+
 schema = WealthWiseSchema(
     query=Query,
     mutation=Mutation,
+    subscription=Subscription,
     extensions=[
+        OperationTransport,
         WriteIntent,
         ErrorCodes,
         AuditTrail,

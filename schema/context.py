@@ -9,7 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from starlette.requests import HTTPConnection
@@ -17,7 +17,7 @@ from starlette.responses import Response
 from strawberry.types import Info as StrawberryInfo
 
 from domain.core.db import SCOPE_INFO, session_for, unit_of_work
-from domain.core.errors import Forbidden, Unauthenticated
+from domain.core.errors import Forbidden, Unauthenticated, WebSocketRequired
 from domain.core.keys import Keyring
 from domain.core.settings import Settings
 from domain.core.tenancy import Tenant
@@ -27,6 +27,7 @@ from domain.identity.models import AuthSession
 from domain.identity.tokens import TokenSigner
 
 if TYPE_CHECKING:
+    from domain.realtime.envelope import Envelope
     from schema.cost import CostGate
     from schema.ledger.loaders import LedgerLoaders
 
@@ -70,6 +71,7 @@ class RequestContext:
     response: Response | None
     services: AppServices
     write: bool = False
+    over_websocket: ClassVar[bool] = False
     _session: AsyncSession | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _auth: AuthSession | None = None
@@ -151,9 +153,13 @@ class RequestContext:
     async def user_id(self) -> uuid.UUID:
         return (await self.auth()).user_id
 
+    def chosen_workspace(self) -> str | None:
+        """The workspace the caller asks for (its global id), if it names one."""
+        return self.request.headers.get(WORKSPACE_HEADER)
+
     async def tenant(self) -> Tenant:
         if self._tenant is None:
-            chosen = self.request.headers.get(WORKSPACE_HEADER)
+            chosen = self.chosen_workspace()
             workspace_id = _parse_workspace(chosen) if chosen else None
             token = self.access_token()
             if token is not None and api_tokens.is_api_token(token):
@@ -183,6 +189,12 @@ class RequestContext:
                 lambda own: api_tokens.touch(own, tenant.workspace_id, access.token_id)
             )
         return access.tenant
+
+    def events(self, since: int | None) -> AsyncIterator[Envelope]:
+        """The caller's workspace events after `since`: only a WebSocket connection has them."""
+        raise WebSocketRequired(
+            "Subscriptions are served over WebSocket (graphql-transport-ws) at /graphql"
+        )
 
     @property
     def loaders(self) -> LedgerLoaders:

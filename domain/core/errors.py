@@ -24,6 +24,10 @@ class BadInput(DomainError):
     code = "BAD_USER_INPUT"
 
 
+class WebSocketRequired(BadInput):
+    code = "WEBSOCKET_REQUIRED"
+
+
 class Unauthenticated(DomainError):
     code = "UNAUTHENTICATED"
 

@@ -134,6 +134,14 @@ class Settings(BaseSettings):
     # before a PING checks it (twice that without an answer: reconnect).
     realtime_reconnect_max_seconds: float = 2.0
     realtime_health_check_seconds: float = 5.0
+    # WebSocket subscriptions (graphql-transport-ws at /graphql): operations per connection,
+    # open connections per user in one API process, how long a client may take to send
+    # connection_init, and how often a connection re-checks that its session or API token
+    # is still live (it always ends when its access token expires).
+    ws_max_subscriptions_per_connection: int = Field(default=20, ge=1)
+    ws_max_connections_per_user: int = Field(default=20, ge=1)
+    ws_connection_init_seconds: float = Field(default=10, gt=0)
+    ws_recheck_seconds: float = Field(default=30, gt=0)
     # Background jobs (workers/): "embedded" runs tasks, the scheduler's jobs and the
     # background loops inside the API process (taskiq's in-memory broker); "external" sends
     # tasks to a Redis stream that `wealthwise worker` consumes. Unset: external when

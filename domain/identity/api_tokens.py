@@ -61,6 +61,7 @@ class TokenAccess:
     token_id: uuid.UUID
     tenant: Tenant
     stale_last_used: bool  # last_used_at is older than LAST_USED_RESOLUTION
+    expires_at: datetime | None = None
 
 
 def is_api_token(bearer: str) -> bool:
@@ -197,7 +198,12 @@ async def authenticate(
         api_token_id=row.id,
     )
     stale = row.last_used_at is None or as_utc(row.last_used_at) <= now - LAST_USED_RESOLUTION
-    return TokenAccess(token_id=row.id, tenant=tenant, stale_last_used=stale)
+    return TokenAccess(
+        token_id=row.id,
+        tenant=tenant,
+        stale_last_used=stale,
+        expires_at=as_utc(row.expires_at) if row.expires_at else None,
+    )
 
 
 async def touch(session: AsyncSession, workspace_id: uuid.UUID, token_id: uuid.UUID) -> None:

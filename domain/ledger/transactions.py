@@ -725,7 +725,7 @@ async def _result(
 SCAN_BATCH = 200
 
 
-async def _validate_filter(
+async def validate_filter(
     session: AsyncSession, tenant: Tenant, flt: TransactionFilter
 ) -> tuple[uuid.UUID, ...]:
     """Checks the filter's ids belong to the workspace; returns categories with descendants."""
@@ -755,7 +755,7 @@ async def _validate_filter(
     return tuple(categories.with_descendants(tree, set(flt.category_ids)))
 
 
-def _matches(item: TransactionView, flt: TransactionFilter) -> bool:
+def matches(item: TransactionView, flt: TransactionFilter) -> bool:
     magnitude = abs(item.amount.amount)
     if flt.amount_min is not None and magnitude < flt.amount_min:
         return False
@@ -778,7 +778,7 @@ async def list_transactions(
     after: tuple[dt.date, uuid.UUID] | None = None,
 ) -> TransactionPage:
     """Newest first. Ids and dates filter in SQL; amounts and text (encrypted) in memory."""
-    category_ids = await _validate_filter(session, tenant, flt)
+    category_ids = await validate_filter(session, tenant, flt)
     repository = LedgerRepository(session, tenant.workspace_id)
     needs_scan = flt.amount_min is not None or flt.amount_max is not None or bool(flt.text)
     page = TransactionPage()
@@ -796,7 +796,7 @@ async def list_transactions(
         )
         for row in rows:
             item = view(tenant, row)
-            if needs_scan and not _matches(item, flt):
+            if needs_scan and not matches(item, flt):
                 continue
             if len(page.items) == first:
                 page.has_next_page = True

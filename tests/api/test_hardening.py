@@ -3,13 +3,11 @@ masked errors and security headers, through the real app on SQLite and PostgreSQ
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import dataclasses
 import hashlib
 import json
 import re
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -20,7 +18,6 @@ from typing import Any
 import httpx
 import pytest
 import strawberry
-import uvicorn
 from sqlalchemy import text
 from strawberry.tools import merge_types
 from websockets.asyncio.client import connect
@@ -44,6 +41,7 @@ from tests.graphql import (
     create_account,
     register,
 )
+from tests.realtime.ws import serving
 
 BASE = "https://wealthwise.test"
 LOGIN = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { user { id } } }"
@@ -560,26 +558,13 @@ async def test_graphiql_gets_a_policy_that_names_exactly_its_scripts(make_client
 async def _live(services: Any, **settings: Any) -> AsyncIterator[str]:
     """The real app served by uvicorn on a free port of 127.0.0.1, in this event loop."""
     changed = _services_with(services, **settings)
-    app = create_app(changed.settings, changed)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, lifespan="off", ws="websockets-sansio", log_level="error"
-    )
-    server = uvicorn.Server(config)
-    serving = asyncio.create_task(server.serve())
-    while not server.started:
-        assert not serving.done(), "uvicorn did not start"
-        await asyncio.sleep(0.01)
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await serving
+    async with serving(changed, lifespan="off", ws="websockets-sansio") as base:
+        yield base.removeprefix("http://")
 
 
-async def _handshake(address: str, origin: str | None = None, cookie: str | None = None) -> str:
+async def _handshake(
+    address: str, origin: str | None = None, cookie: str | None = None, token: str | None = None
+) -> str:
     """Open a graphql-transport-ws connection; the first server message's type."""
     headers = {"cookie": cookie} if cookie else {}
     async with connect(
@@ -589,7 +574,8 @@ async def _handshake(address: str, origin: str | None = None, cookie: str | None
         additional_headers=headers,
         open_timeout=5,
     ) as socket_:
-        await socket_.send(json.dumps({"type": "connection_init"}))
+        payload = {"token": token} if token else {}
+        await socket_.send(json.dumps({"type": "connection_init", "payload": payload}))
         return str(json.loads(await socket_.recv())["type"])
 
 
@@ -610,17 +596,31 @@ async def test_websocket_upgrades_from_bad_origins_get_403(services: Any) -> Non
             assert refused.value.response.status_code == 403, handshake
 
 
-async def test_websocket_upgrades_from_good_origins_are_accepted(services: Any) -> None:
+async def _token(make_client: Any) -> str:
+    client = make_client()
+    await register(client)
+    cookies = client.http.cookies
+    return str(cookies.get("__Host-ww_access") or cookies.get("ww_access"))
+
+
+async def test_websocket_upgrades_from_good_origins_are_accepted(
+    services: Any, make_client: Any
+) -> None:
+    token = await _token(make_client)
     async with _live(services, port=8000) as address:
-        assert await _handshake(address, origin=f"http://{address}") == "connection_ack"
+        ack = await _handshake(address, origin=f"http://{address}", token=token)
+        assert ack == "connection_ack"
         # Listed by default outside production; and a script without cookies.
-        assert await _handshake(address, origin="http://localhost:8000") == "connection_ack"
-        assert await _handshake(address) == "connection_ack"
+        ack = await _handshake(address, origin="http://localhost:8000", token=token)
+        assert ack == "connection_ack"
+        assert await _handshake(address, token=token) == "connection_ack"
 
 
-async def test_the_websocket_allowlist_follows_its_setting(services: Any) -> None:
+async def test_the_websocket_allowlist_follows_its_setting(services: Any, make_client: Any) -> None:
+    token = await _token(make_client)
     async with _live(services, allowed_origins=["https://app.example"]) as address:
-        assert await _handshake(address, origin="https://app.example") == "connection_ack"
+        ack = await _handshake(address, origin="https://app.example", token=token)
+        assert ack == "connection_ack"
         with pytest.raises(InvalidStatus) as refused:
             await _handshake(address, origin="http://localhost:8000")
         assert refused.value.response.status_code == 403

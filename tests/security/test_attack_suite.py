@@ -10,15 +10,19 @@ here: a field added to the schema without them fails `test_every_root_field_is_a
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from schema import schema
+from schema.context import AppServices
 from schema.ids import decode_id
 from tests.graphql import PASSWORD, Client, create_account, post, register
+from tests.realtime.ws import Closed, GraphQLWS, serving
 
 MARK = "Zq9victim"  # in every victim string: its appearance anywhere is a leak
 Ids = dict[str, Any]
@@ -481,7 +485,79 @@ def _cases() -> list[Attack]:
             victim_header=True,
         ),
     ]
-    return cases
+    return cases + _subscription_cases()
+
+
+EVENT_FIELDS = (
+    "seq type transactionId accountIds categoryIds transaction { id payee narration }"
+    " accounts { id name balance { amount } }"
+)
+CHANGE_FIELDS = "seq kind transactionId transaction { id payee narration notes }"
+BALANCE_FIELDS = "seq accounts { id name number balance { amount } }"
+
+
+def _subscription_cases() -> list[Attack]:
+    """Run over a real WebSocket (`_run_subscription`): the victim then posts, edits and
+    deletes a marked transaction, and nothing of it may reach the attacker."""
+    events = f"subscription($s: Int) {{ workspaceEvents(since: $s) {{ {EVENT_FIELDS} }} }}"
+    balances = (
+        f"subscription($a: [ID!]) {{ balanceUpdated(accountIds: $a) {{ {BALANCE_FIELDS} }} }}"
+    )
+    changes = (
+        "subscription($f: TransactionFilter) { transactionsChanged(filter: $f) "
+        f"{{ {CHANGE_FIELDS} }} }}"
+    )
+    cases = []
+    for name, query in (
+        ("workspaceEvents", events),
+        ("balanceUpdated", balances),
+        ("transactionsChanged", changes),
+    ):
+        cases += [
+            Attack(name, "own workspace: nothing of the victim's shows", query),
+            Attack(name, "the victim's workspace in connection_init", query, victim_header=True),
+        ]
+    return [
+        *cases,
+        Attack("workspaceEvents", "since 0: the whole history", events, lambda ids: {"s": 0}),
+        Attack(
+            "workspaceEvents",
+            "since 0 + the victim's workspace",
+            events,
+            lambda ids: {"s": 0},
+            victim_header=True,
+        ),
+        Attack(
+            "balanceUpdated",
+            "the victim's account ids",
+            balances,
+            lambda ids: {"a": [ids["account"], ids["account_raw"]]},
+        ),
+        Attack(
+            "balanceUpdated",
+            "own and the victim's account ids",
+            balances,
+            lambda ids: {"a": [ids["own_account"], ids["account"]]},
+        ),
+        Attack(
+            "transactionsChanged",
+            "a filter on the victim's account",
+            changes,
+            lambda ids: {"f": {"accountIds": [ids["account"]]}},
+        ),
+        Attack(
+            "transactionsChanged",
+            "a filter on the victim's category and tag",
+            changes,
+            lambda ids: {"f": {"categoryIds": [ids["category"]], "tagIds": [ids["tag"]]}},
+        ),
+        Attack(
+            "transactionsChanged",
+            "a text filter on the victim's marker",
+            changes,
+            lambda ids: {"f": {"text": MARK}},
+        ),
+    ]
 
 
 CASES = _cases()
@@ -641,6 +717,94 @@ def _is_read(case: Attack) -> bool:
     return not case.query.lstrip().startswith("mutation")
 
 
+def _is_subscription(case: Attack) -> bool:
+    return case.query.lstrip().startswith("subscription")
+
+
+def _token(client: Client) -> str:
+    cookies = client.http.cookies
+    token = cookies.get("__Host-ww_access") or cookies.get("ww_access")
+    assert token
+    return token
+
+
+async def _subscribe_all(
+    base: str, client: Client, cases: list[Attack], ids: Ids, act: Callable[[], Awaitable[object]]
+) -> list[dict[str, Any]]:
+    """Open one connection per case, let `act` run, and gather what each case received
+    (as a response body: `data` is the list of its events' data)."""
+    token = _token(client)
+    async with contextlib.AsyncExitStack() as stack:
+        sockets: list[GraphQLWS | dict[str, Any]] = []
+        for case in cases:
+            ws = await stack.enter_async_context(GraphQLWS.open(base))
+            payload = {"token": token}
+            if case.victim_header:
+                payload["workspaceId"] = ids["workspace"]
+            try:
+                await ws.init(payload)
+            except Closed as refused:
+                sockets.append(
+                    {
+                        "errors": [
+                            {
+                                "extensions": {"code": "UNAUTHENTICATED"},
+                                "message": f"closed {refused.code}",
+                            }
+                        ]
+                    }
+                )
+                continue
+            await ws.subscribe("attack", case.query, case.variables(ids))
+            sockets.append(ws)
+        await asyncio.sleep(0.5)  # every subscription is live
+        await act()
+        await asyncio.sleep(1.5)  # the relay's poll, the fan-out, the re-reads
+        bodies: list[dict[str, Any]] = []
+        for ws in sockets:
+            if isinstance(ws, dict):
+                bodies.append(ws)
+                continue
+            body: dict[str, Any] = {"data": [], "errors": []}
+            while not await ws.silent("attack", 0.05):
+                message = await ws.message("attack")
+                if message["type"] == "next":
+                    body["data"].append(message["payload"].get("data"))
+                    body["errors"] += message["payload"].get("errors") or []
+                elif message["type"] == "error":
+                    body["errors"] += message["payload"]
+                else:
+                    break
+            bodies.append(body)
+        return bodies
+
+
+async def _victim_activity(victim: Household) -> None:
+    """A marked transaction posted, edited and deleted, on the victim's accounts."""
+    client = victim.client
+    transaction = await post(
+        client,
+        victim.ids["account"],
+        victim.ids["category"],
+        "-9.00",
+        payee=f"{MARK} live payee",
+        narration=f"{MARK} live narration",
+        tags=[f"{MARK}-tag"],
+    )
+    await client.ok(
+        "mutation($id: ID!, $i: TransactionInput!, $k: String!) { editTransaction(id: $id, "
+        "input: $i, idempotencyKey: $k) { id } }",
+        id=transaction,
+        i=_tx_input(victim.ids["account"], victim.ids["category"], payee=f"{MARK} edited", tags=[]),
+        k=uuid.uuid4().hex,
+    )
+    await client.ok(
+        "mutation($id: ID!, $k: String!) { deleteTransaction(id: $id, idempotencyKey: $k) { id } }",
+        id=transaction,
+        k=uuid.uuid4().hex,
+    )
+
+
 async def _run(client: Client, case: Attack, ids: Ids) -> dict[str, Any]:
     client.headers.pop("X-Workspace-ID", None)
     if case.victim_header:
@@ -652,7 +816,7 @@ async def _run(client: Client, case: Attack, ids: Ids) -> dict[str, Any]:
 
 
 async def test_a_second_workspace_member_reaches_nothing_of_the_first(
-    make_client: Callable[[], Client],
+    make_client: Callable[[], Client], services: AppServices
 ) -> None:
     victim = await _victim(make_client)
     attacker = await _attacker(make_client, victim)
@@ -661,7 +825,9 @@ async def test_a_second_workspace_member_reaches_nothing_of_the_first(
     succeeded: list[str] = []
     # Reads first (the baseline of each is the same read without the victim's header),
     # then writes; the attacker signs in again whenever a case ended its own session.
-    for case in sorted(CASES, key=lambda c: not _is_read(c)):
+    for case in sorted(
+        (c for c in CASES if not _is_subscription(c)), key=lambda c: not _is_read(c)
+    ):
         body = await _run(attacker.client, case, ids)
         leaks = _leaks(body, victim.ids)
         if case.victim_header and _is_read(case) and not body.get("errors"):
@@ -680,6 +846,19 @@ async def test_a_second_workspace_member_reaches_nothing_of_the_first(
             await attacker.client.ok(LOGIN, e=attacker.ids["attacker_email"], p=PASSWORD)
     after = await victim.client.ok(SNAPSHOT)  # the victim's own session still works
     assert after == before, "the victim's workspace changed"
+    # Subscriptions, all open at once while the victim's ledger moves.
+    subscriptions = [c for c in CASES if _is_subscription(c)]
+    async with serving(services) as base:
+        bodies = await _subscribe_all(
+            base, attacker.client, subscriptions, ids, lambda: _victim_activity(victim)
+        )
+    for case, body in zip(subscriptions, bodies, strict=True):
+        if case.victim_header and not body.get("errors"):
+            leaks = ["connected to the victim's workspace"]
+        else:
+            leaks = _leaks(body, victim.ids)
+        if leaks:
+            succeeded.append(f"{case.field} ({case.what}): {leaks}")
     print(
         f"\nattack suite: {len(CASES)} cases over {len(_root_fields())} root fields, "
         f"{len(succeeded)} succeeded"
@@ -694,17 +873,32 @@ LOGIN = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { u
 
 
 async def test_the_leak_detector_sees_the_victims_own_view(
-    make_client: Callable[[], Client],
+    make_client: Callable[[], Client], services: AppServices
 ) -> None:
     """The oracle can fail: the read attacks, run by the victim on its own workspace,
-    find the victim's markers and ids."""
+    find the victim's markers and ids (subscriptions too, over a real WebSocket)."""
     victim = await _victim(make_client)
     attacker = await _attacker(make_client, victim)
     ids = {**victim.ids, **attacker.ids}
-    reads = [c for c in CASES if _is_read(c) and c.field not in AGGREGATES]
+    reads = [
+        c for c in CASES if _is_read(c) and not _is_subscription(c) and c.field not in AGGREGATES
+    ]
     blind = [c.what for c in reads if not _leaks(await _run(victim.client, c, ids), victim.ids)]
     # A type-confused id is refused for its owner too.
     assert blind == ["a transaction's id as an account id"], blind
+    subscriptions = [c for c in CASES if _is_subscription(c)]
+    # The victim's own workspace, the victim's own ids.
+    own = {**ids, "own_account": ids["account"], "workspace": ids["workspace"]}
+    async with serving(services) as base:
+        bodies = await _subscribe_all(
+            base, victim.client, subscriptions, own, lambda: _victim_activity(victim)
+        )
+    blind = [
+        f"{c.field} ({c.what})"
+        for c, body in zip(subscriptions, bodies, strict=True)
+        if not _leaks(body, victim.ids)
+    ]
+    assert blind == [], blind
 
 
 # Numbers only (covered by the baseline rule), or public configuration.

@@ -1,0 +1,287 @@
+"""A WebSocket connection's context, its sign-in and its lifetime.
+
+Strawberry builds the context once per connection and shares it with every operation on
+it, for as long as the socket stays open. So this context holds no database session:
+each use of `db()` is a short transaction of its own under the connection's scope, and
+audit events are written at once in their own transactions. DataLoaders are made fresh
+for every event a subscription delivers (a cache would go stale across events).
+
+Sign-in happens at `connection_init` (graphql-transport-ws): a token in the payload
+(`{"authorization": "Bearer …"}` or `{"token": "…"}`: an access JWT or a `wwt_` API token)
+or else the session cookie sent with the upgrade, which the Origin allowlist guarded
+(api/security.py). `workspaceId` in the payload (or the `x-workspace-id` header) picks the
+workspace. The connection then lives until its access token expires; every
+`ws_recheck_seconds` it checks that the session (or API token) and the membership are
+still there. When they are not, it closes with 4401 and the client signs in again and
+resumes with `since`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.websockets import WebSocket, WebSocketState
+
+from api.realtime.hub import CloseReason, Hub, Subscription, SubscriptionClosed
+from api.realtime.stream import workspace_stream
+from domain.core.db import bind_scope, session_for, unit_of_work
+from domain.core.errors import DomainError, Forbidden, Unauthenticated
+from domain.identity import api_tokens
+from domain.identity import service as identity
+from domain.realtime.envelope import Envelope
+from schema.context import RequestContext
+
+log = structlog.get_logger(__name__)
+
+SESSION_ENDED = 4401  # graphql-transport-ws "Unauthorized": sign in again, resume with since
+TOO_MANY_CONNECTIONS = 4429
+
+# Open connections per user in this process (each API process counts its own).
+_open_per_user: Counter[uuid.UUID] = Counter()
+
+
+class ConnectionRefused(Exception):
+    """Refuse a connection_init with a close code of our choosing."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass
+class ConnectionContext(RequestContext):
+    over_websocket: ClassVar[bool] = True
+    connection_params: dict[str, Any] = field(default_factory=dict)
+    hub: Hub | None = None
+    expires_at: float | None = None  # epoch seconds: the access token's expiry
+    _watchdog: asyncio.Task[None] | None = None
+    _background: set[asyncio.Task[Any]] = field(default_factory=set)
+    _counted: uuid.UUID | None = None
+    _closing: bool = False
+
+    @property
+    def websocket(self) -> WebSocket:
+        assert isinstance(self.request, WebSocket)
+        return self.request
+
+    # --- who -------------------------------------------------------------------------
+
+    def access_token(self) -> str | None:
+        for name in ("authorization", "Authorization", "token"):
+            value = self.connection_params.get(name)
+            if isinstance(value, str) and value.strip():
+                value = value.strip()
+                return value[7:].strip() if value.lower().startswith("bearer ") else value
+        return super().access_token()
+
+    def chosen_workspace(self) -> str | None:
+        chosen = self.connection_params.get("workspaceId")
+        if isinstance(chosen, str) and chosen:
+            return chosen
+        return super().chosen_workspace()
+
+    async def sign_in(self) -> dict[str, Any]:
+        """Resolve the caller at connection_init; the connection_ack payload on success."""
+        token = self.access_token()
+        if token is None:
+            raise ConnectionRefused(SESSION_ENDED, "Sign in first")
+        try:
+            tenant = await self.tenant()
+            self.expires_at = await self._expiry(token)
+        except DomainError as error:
+            raise ConnectionRefused(SESSION_ENDED, error.message) from None
+        limit = self.services.settings.ws_max_connections_per_user
+        if _open_per_user[tenant.user_id] >= limit:
+            raise ConnectionRefused(
+                TOO_MANY_CONNECTIONS, f"At most {limit} open connections per user"
+            )
+        _open_per_user[tenant.user_id] += 1
+        self._counted = tenant.user_id
+        self._watchdog = asyncio.create_task(self._watch())
+        from schema.ids import encode_id
+
+        return {
+            "workspaceId": encode_id("Workspace", tenant.workspace_id),
+            "role": tenant.role,
+            "expiresAt": self.expires_at,
+        }
+
+    async def _expiry(self, token: str) -> float | None:
+        if api_tokens.is_api_token(token):
+            async with self.db() as session:
+                access = await api_tokens.authenticate(
+                    session, self.services.keyring, token, (await self.tenant()).workspace_id
+                )
+            return access.expires_at.timestamp() if access.expires_at else None
+        return float(self.services.signer.verify(token).expires_at)
+
+    async def _still_allowed(self) -> None:
+        """Raises when the session or token has ended or the membership is gone."""
+        token = self.access_token()
+        tenant = await self.tenant()
+        if token is None:
+            raise Unauthenticated("Sign in first")
+        async with self.db() as session:
+            if api_tokens.is_api_token(token):
+                await api_tokens.authenticate(
+                    session, self.services.keyring, token, tenant.workspace_id
+                )
+                return
+            auth = await identity.resolve_access(session, self.services.signer, token)
+            current = await identity.open_tenant(
+                session, self.services.keyring, auth.user_id, tenant.workspace_id
+            )
+        if current.role != tenant.role:
+            raise Forbidden("Your role in this workspace changed: connect again")
+
+    async def _watch(self) -> None:
+        recheck = self.services.settings.ws_recheck_seconds
+        try:
+            while True:
+                wait = recheck
+                if self.expires_at is not None:
+                    wait = min(wait, max(0.0, self.expires_at - time.time()))
+                await asyncio.sleep(wait)
+                if self.expires_at is not None and time.time() >= self.expires_at:
+                    await self.end(SESSION_ENDED, "Session expired: sign in again")
+                    return
+                try:
+                    await self._still_allowed()
+                except DomainError as error:
+                    await self.end(SESSION_ENDED, error.message)
+                    return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("websocket_watchdog_failed")
+            await self.end(1011, "Internal error")
+
+    # --- database --------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def db(self) -> AsyncIterator[AsyncSession]:
+        """A short read transaction of its own, under the connection's scope."""
+        session = session_for(self.services.engine, write=False)
+        try:
+            if self._tenant is not None:
+                await bind_scope(
+                    session, workspace_id=self._tenant.workspace_id, user_id=self._tenant.user_id
+                )
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+        finally:
+            await session.close()
+
+    def _now(self, action: Callable[[AsyncSession], Awaitable[object]]) -> None:
+        """Run `action` at once in a transaction of its own (there is no request one)."""
+        tenant = self._tenant
+
+        async def run() -> None:
+            async with unit_of_work(self.services.engine) as own:
+                if tenant is not None:
+                    await bind_scope(own, workspace_id=tenant.workspace_id)
+                await action(own)
+
+        task = asyncio.create_task(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def persist_despite_failure(self, action: Callable[[AsyncSession], Awaitable[object]]) -> None:
+        self._now(action)
+
+    def before_commit(self, action: Callable[[AsyncSession], Awaitable[object]]) -> None:
+        self._now(action)
+
+    def after_commit(self, action: Callable[[AsyncSession], Awaitable[object]]) -> None:
+        self._now(action)
+
+    async def finish(self, *, commit: bool) -> None:
+        """Nothing to commit: every transaction of a connection is its own."""
+
+    def fresh_loaders(self) -> None:
+        """Drop the DataLoaders before each event: a cache must not outlive one event."""
+        self._loaders = None
+
+    # --- events ----------------------------------------------------------------------
+
+    async def events(self, since: int | None) -> AsyncIterator[Envelope]:
+        tenant = await self.tenant()
+        assert self.hub is not None, "the hub starts with the app"
+        watchers: list[asyncio.Task[None]] = []
+
+        def watch(subscription: Subscription) -> None:
+            # If the hub closes this subscriber while it is stuck sending, close the socket.
+            watchers.append(asyncio.create_task(self._end_when_closed(subscription)))
+
+        try:
+            async for envelope in workspace_stream(
+                self.hub,
+                self.services.engine,
+                self.services.settings,
+                tenant.workspace_id,
+                since=since,
+                watch=watch,
+            ):
+                self.fresh_loaders()
+                yield envelope
+        except SubscriptionClosed as closed:
+            await self.end(closed.reason.close_code, _reason(closed.reason))
+        finally:
+            for task in watchers:
+                task.cancel()
+
+    async def _end_when_closed(self, subscription: Subscription) -> None:
+        reason = await subscription.wait_closed()
+        await self.end(reason.close_code, _reason(reason))
+
+    # --- the end ---------------------------------------------------------------------
+
+    async def end(self, code: int, reason: str) -> None:
+        """Close the socket with `code` (once); Strawberry then ends every operation."""
+        if self._closing:
+            return
+        self._closing = True
+        log.info("websocket_closed_by_server", code=code, reason=reason)
+        if self.websocket.application_state is WebSocketState.CONNECTED:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(5):
+                    await self.websocket.close(code=code, reason=reason)
+
+    async def release(self) -> None:
+        """Called once the connection is over."""
+        if self._counted is not None:
+            _open_per_user[self._counted] -= 1
+            if _open_per_user[self._counted] <= 0:
+                del _open_per_user[self._counted]
+            self._counted = None
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(BaseException):
+                await self._watchdog
+        for task in list(self._background):  # audit events being written: let them land
+            with contextlib.suppress(Exception):
+                await task
+
+
+def _reason(reason: CloseReason) -> str:
+    if reason is CloseReason.SLOW_CONSUMER:
+        return "Too slow to keep up: reconnect with since"
+    return "Server restarting: reconnect with since"
+
+
+def open_connections(user_id: uuid.UUID) -> int:
+    return _open_per_user[user_id]
