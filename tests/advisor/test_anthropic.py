@@ -415,3 +415,49 @@ async def test_build_provider_uses_claude_only_when_a_key_is_set(
 
     assert build_provider(Settings(anthropic_api_key=None), offline=offline) is offline
     assert build_provider(Settings(anthropic_api_key=SecretStr("")), offline=offline) is offline
+
+
+async def test_tool_calls_of_a_turn_cut_off_by_max_tokens_are_not_run(
+    fake: FakeAnthropic, provider: AnthropicProvider
+) -> None:
+    cut = ToolUse("spending", {"start": "2026-10-01", "end": "2026-10-31", "group_by": "payee"})
+    fake.reset(Answer((Text("Checking"), cut), stop_reason="max_tokens"))
+    ledger = Ledger()
+
+    events = await drain(
+        converse(
+            provider,
+            system="s",
+            messages=[QUESTION],
+            tools=TOOLS,
+            execute=ledger.execute,
+            max_rounds=4,
+        )
+    )
+
+    assert ledger.calls == [] and not any(isinstance(event, ToolCall) for event in events)
+    assert final_stop(events).reason == "max_tokens"
+
+
+async def test_a_listener_that_stops_early_releases_the_stream(
+    fake: FakeAnthropic, provider: AnthropicProvider
+) -> None:
+    fake.reset(
+        Answer((Text("A long answer that nobody reads to the end."),)),
+        default=Answer((Text("Next."),)),
+    )
+    events = converse(
+        provider,
+        system="s",
+        messages=[QUESTION],
+        tools=TOOLS,
+        execute=Ledger().execute,
+        max_rounds=4,
+    )
+    async for event in events:
+        assert isinstance(event, TextDelta)
+        break
+    await events.aclose()
+
+    again = await drain(provider.stream(system="s", messages=[QUESTION], tools=TOOLS))
+    assert text_of(again) == "Next."

@@ -77,9 +77,10 @@ class AnthropicProvider:
     async def stream(
         self, *, system: str, messages: Sequence[Message], tools: Sequence[ToolSpec]
     ) -> AsyncIterator[LLMEvent]:
-        """One model turn: text deltas and complete tool calls as they stream, then the
-        turn's usage and stop reason (read from the SDK's accumulated message)."""
+        """One model turn: text deltas as they stream; at the end the tool calls (when the
+        turn stopped for tool use), the turn's usage and its stop reason."""
         request: dict[str, Any] = {}
+        calls: list[ToolCall] = []
         if tools:
             request["tools"] = tool_params(tools)
         try:
@@ -97,7 +98,7 @@ class AnthropicProvider:
                     elif event.type == "content_block_stop":
                         block = event.content_block
                         if block.type == "tool_use":
-                            yield ToolCall(block.id, block.name, dict(block.input))
+                            calls.append(ToolCall(block.id, block.name, dict(block.input)))
                     elif event.type == "message_stop":
                         finished = True
                 if not finished:
@@ -112,6 +113,11 @@ class AnthropicProvider:
             raise ProviderError(_describe(error)) from error
         except (anthropic.APIConnectionError, httpx2.TransportError) as error:
             raise ProviderError("the Anthropic API could not be reached") from error
+        if message.stop_reason == "tool_use":
+            # Only then are the calls meant to run: a turn cut off by max_tokens may end
+            # inside a tool's input.
+            for call in calls:
+                yield call
         usage = message.usage
         yield Usage(
             input_tokens=usage.input_tokens,

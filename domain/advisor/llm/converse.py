@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from domain.advisor.llm.port import (
@@ -45,7 +45,7 @@ async def converse(
     tools: Sequence[ToolSpec],
     execute: ExecuteTool,
     max_rounds: int,
-) -> AsyncIterator[ConversationEvent]:
+) -> AsyncGenerator[ConversationEvent, None]:
     """Yield every TextDelta, ToolCall and per-round Usage, a ToolResultEvent after each
     call has run, and exactly one final Stop carrying the summed usage.
 

@@ -130,7 +130,10 @@ class LLMProvider(Protocol):
     def stream(
         self, *, system: str, messages: Sequence[Message], tools: Sequence[ToolSpec]
     ) -> AsyncIterator[LLMEvent]:
-        """One model turn: TextDelta / ToolCall events, then one Usage, then one Stop.
+        """One model turn: TextDelta and ToolCall events, then one Usage, then one Stop.
+
+        ToolCalls are complete and meant to be run: a provider yields them only in a turn
+        that stops with reason "tool_use".
 
         Raises `ProviderError` (or `ProviderTimeout`) when the model cannot be reached.
         """
