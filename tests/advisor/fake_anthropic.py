@@ -122,7 +122,7 @@ class FakeAnthropic:
         if reply is None:
             return error(500, "api_error", "the fake has no reply scripted")
         if isinstance(reply, Silence):
-            await asyncio.sleep(reply.seconds)
+            await wait_unless_gone(request, reply.seconds)
             if reply.then is None:
                 return error(500, "api_error", "Internal server error")
             reply = reply.then
@@ -133,6 +133,15 @@ class FakeAnthropic:
             headers={"request-id": request_id(), "cache-control": "no-cache"},
             media_type="text/event-stream; charset=utf-8",
         )
+
+
+async def wait_unless_gone(request: Request, seconds: float) -> None:
+    """Sleep, but stop early once the client has hung up (no work left for shutdown)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while asyncio.get_running_loop().time() < deadline:
+        if await request.is_disconnected():
+            return
+        await asyncio.sleep(0.05)
 
 
 def request_id() -> str:

@@ -326,22 +326,22 @@ async def test_overloaded_past_max_retries_is_a_clear_error(fake: FakeAnthropic)
 async def test_a_server_slower_than_the_timeout_fails_clearly_without_hanging(
     fake: FakeAnthropic,
 ) -> None:
-    fake.reset(Silence(1.0, then=Answer((Text("too late"),))), default=Silence(1.0))
-    claude = make_provider(fake, timeout_seconds=0.2, max_retries=1)
+    fake.reset(Silence(2.0, then=Answer((Text("too late"),))), default=Silence(2.0))
+    claude = make_provider(fake, timeout_seconds=0.5, max_retries=1)
     started = time.monotonic()
     try:
         with pytest.raises(ProviderTimeout, match="did not answer in time") as error:
             await drain(claude.stream(system="s", messages=[QUESTION], tools=TOOLS))
     finally:
         await claude.aclose()
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 4
     assert error.value.code == "ADVISOR_TIMEOUT"
     assert len(fake.requests) == 2  # the timed-out request was retried once
 
 
 async def test_a_stream_that_stalls_midway_fails_with_a_timeout(fake: FakeAnthropic) -> None:
-    fake.reset(Answer((Text("The answer is coming"),), stall_after_first_delta=1.0))
-    claude = make_provider(fake, timeout_seconds=0.2, max_retries=2)
+    fake.reset(Answer((Text("The answer is coming"),), stall_after_first_delta=2.0))
+    claude = make_provider(fake, timeout_seconds=0.5, max_retries=2)
     seen: list[LLMEvent] = []
     started = time.monotonic()
     try:
@@ -350,7 +350,7 @@ async def test_a_stream_that_stalls_midway_fails_with_a_timeout(fake: FakeAnthro
                 seen.append(event)
     finally:
         await claude.aclose()
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 4
     assert text_of(seen) == "The ans"  # what arrived before the stall
     assert len(fake.requests) == 1  # a started answer is not replayed
 

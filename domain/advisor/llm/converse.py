@@ -87,7 +87,9 @@ async def converse(
             result, is_error = await _run(execute, call)
             yield ToolResultEvent(call, result, is_error)
             results.append(ToolResultBlock(call.id, _as_json(result), is_error))
-        said: list[ContentBlock] = [TextBlock("".join(text))] if text else []
+        spoken = "".join(text)
+        # the API refuses empty or blank text blocks
+        said: list[ContentBlock] = [TextBlock(spoken)] if spoken.strip() else []
         said += [ToolUseBlock(call.id, call.name, call.input) for call in calls]
         conversation += [Message("assistant", tuple(said)), Message("user", tuple(results))]
     yield Stop(MAX_ROUNDS, total, max_rounds)
