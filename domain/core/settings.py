@@ -165,6 +165,19 @@ class Settings(BaseSettings):
     # On SIGTERM, running tasks get this long to finish (the rest run again elsewhere).
     worker_shutdown_seconds: float = 30
 
+    # The advisor's model (domain/advisor/llm): Anthropic Claude when a key is set, else the
+    # built-in offline analyst. advisor_max_rounds bounds the model turns per answer (each
+    # turn may call tools). The timeout is per network read (a stalled stream fails after
+    # it) and the SDK retries overloaded (529), 5xx, 429 and timed-out requests
+    # advisor_max_retries times with backoff, before the answer starts streaming.
+    anthropic_api_key: SecretStr | None = None
+    anthropic_base_url: str = "https://api.anthropic.com"
+    advisor_model: str = "claude-sonnet-5-5"
+    advisor_max_rounds: int = Field(default=4, ge=1)
+    advisor_max_tokens: int = Field(default=2_048, ge=1)
+    advisor_timeout_seconds: float = Field(default=60.0, gt=0)
+    advisor_max_retries: int = Field(default=2, ge=0)
+
     @field_validator("allowed_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:

@@ -1,0 +1,1 @@
+"""The advisor: threads, tools, retrieval and LLM providers."""
