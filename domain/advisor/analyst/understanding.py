@@ -114,12 +114,18 @@ _RECURRING = _cue(
 _BUDGET = _cue(r"\b(?:budgets?|budgeted|over\s*spen[dt]|over\s+budget|under\s+budget|on\s+track)\b")
 _NET_WORTH = _cue(
     r"\b(?:net\s*worth|worth|balances?|assets|liabilities|how\s+much\s+(?:money\s+)?do\s+we\s+have"
-    r"|how\s+much\s+is\s+(?:in|left)|how\s+much\s+(?:do\s+)?we\s+owe|outstanding)\b"
+    r"|how\s+much\s+is\s+(?:in|left)|how\s+much\s+(?:do\s+)?we\s+owe|outstanding"
+    r"|what(?:'s|\s+is|\s+do\s+we\s+have)\s+in)\b"
 )
 _CASH_FLOW = _cue(
     r"\b(?:cash\s*flows?|savings?\s+rate|income|earn|earned|earning|earnings|surplus|inflows?"
     r"|outflows?|how\s+much\s+(?:did|do|have)\s+we\s+(?:save|saved)|did\s+we\s+save"
     r"|we\s+saved|net\s+savings?)\b"
+)
+# Unmistakable even when the words also name a category ("income" is "Other income").
+_CASH_FLOW_PLAIN = _cue(
+    r"\b(?:cash\s*flows?|savings?\s+rate|income\s+(?:vs\.?|versus|and|against)\s+expen\w*"
+    r"|net\s+savings?|surplus)\b"
 )
 _COMPARE = _cue(
     r"\b(?:compare|compared|comparing|comparison|vs\.?|versus|against|than|difference|differ"
@@ -179,6 +185,16 @@ _SEARCH_FILLER = _cue(
     r"^\W*(?:(?:please|can\s+you|could\s+you)\s+)?(?:show(?:\s+me)?|list|find|search(?:\s+for)?"
     r"|look\s+up|give\s+me|get|pull\s+up|display)?\s*(?:me\s+)?(?:all\s+)?(?:(?:of\s+)?(?:our|my|the)\s+)?"
     r"(?:transactions?\s+(?:for|with|about|of|at|to|from|on)\s+)?"
+)
+_SEARCH_COUNT = _cue(
+    r"\b(?:the\s+)?(?:last|latest|recent|top|first)\s+(?P<count>\d{1,2})\b"
+    r"(?!\s*(?:days?|weeks?|months?|quarters?|years?)\b)"
+)
+# The object of "spent on X" / "at X", to say so when X names nothing in the workspace.
+_OBJECT = _cue(
+    r"\b(?:on|at)\s+(?:the\s+|our\s+|my\s+)?(?P<object>[^\W\d][\w'&\s-]*?)\s*"
+    r"(?=\b(?:in|during|last|this|since|between|from|over|for|by|per|each|vs|versus|compared"
+    r"|and|so\s+far)\b|[?.!,;]|$)"
 )
 _INCOME_WORDS = re.compile(r"\b(?:salary|income|interest|dividend|refund)", re.IGNORECASE)
 
@@ -243,13 +259,16 @@ class _Reader:
             return self._recurring()
         if _BUDGET.search(text):
             return self._budget()
-        if _CASH_FLOW.search(text) and not self._spending_about_names():
+        if _CASH_FLOW_PLAIN.search(text) or (
+            _CASH_FLOW.search(text) and not self._spending_about_names()
+        ):
             return self._cash_flow()
         if _NET_WORTH.search(text):
             return self._net_worth()
         spending = bool(_SPENDING.search(text))
-        if (spending or self.matches) and (
-            (_COMPARE.search(text) and (self.periods or spending)) or len(self.periods) >= 2
+        compare = bool(_COMPARE.search(text))
+        if (compare and self.periods) or (
+            (spending or self.matches) and (compare or len(self.periods) >= 2)
         ):
             return self._compare()
         if spending:
@@ -341,7 +360,22 @@ class _Reader:
             return "payee"
         return "category"
 
+    def _unmatched_object(self) -> None:
+        """Say so when "spent on X" names no category, payee or account of the workspace."""
+        if self.matches:
+            return
+        text = self.text
+        for start, end, _ in reversed(self.found_periods):
+            text = text[:start] + " " * (end - start) + text[end:]
+        found = _OBJECT.search(text)
+        if found and found["object"].strip().lower() not in ("it", "them", "that", "average"):
+            self.notes.append(
+                f"No category, payee or account of this workspace matches "
+                f"'{found['object'].strip()}'; all spending is shown instead."
+            )
+
     def _spending(self) -> Plan:
+        self._unmatched_object()
         filters = self._filters()
         group_by = self._group_by(filters)
         if self.periods:
@@ -439,13 +473,9 @@ class _Reader:
             arguments["accounts"] = accounts
         if categories:
             arguments["categories"] = categories
-        count = re.search(
-            r"\b(?:last|latest|recent|top|first)\s+(\d{1,2})\b(?!\s*(?:days?|weeks?|months?|years?))",
-            self.text,
-            re.IGNORECASE,
-        )
+        count = _SEARCH_COUNT.search(self.text)
         if count:
-            arguments["limit"] = int(count.group(1))
+            arguments["limit"] = int(count["count"])
         return self._make(
             Intent.SEARCH_TRANSACTIONS, [PlannedCall("search_transactions", arguments)], periods
         )
@@ -455,6 +485,10 @@ class _Reader:
         for start, end, _ in reversed(self.found_periods):
             text = text[:start] + " " + text[end:]
         text = _SEARCH_FILLER.sub("", text, count=1)
+        text = _SEARCH_COUNT.sub(" ", text)
+        text = re.sub(
+            r"\btransactions?(?:\s+(?:at|to|for|with|from|on|of|about))?\b", " ", text, flags=re.I
+        )
         text = re.sub(r"\b(?:in|during|for|from|since|over|on)\s*$", "", text.strip(" ?.!,;:"))
         query = " ".join(text.split()).strip(" ?.!,;:")
         return query or " ".join(m.phrase for m in self.matches) or self.text
@@ -646,7 +680,9 @@ def _capital(text: str) -> str:
 
 
 def _months_spanned(period: Period) -> int:
-    return (period.end.year - period.start.year) * 12 + period.end.month - period.start.month + 1
+    """Whole months a period covers: 12 for a calendar year and for a rolling year alike."""
+    days = (period.end - period.start).days + 1
+    return max(1, round(days / 30.4375))
 
 
 # --- what to suggest when a question cannot be answered ------------------------------------
@@ -677,8 +713,12 @@ def suggestions(names: Vocabulary) -> tuple[str, ...]:
     found: list[str] = []
     if ranked:
         found.append(f"How much did we spend on {ranked[0].lower()} last month?")
+    else:
+        found.append("How much did we spend last month, by category?")
     if len(ranked) > 1:
         found.append(f"Compare our {ranked[1].lower()} spend this quarter with last quarter")
+    else:
+        found.append("Compare our spending this quarter with last quarter")
     found.append("What subscriptions are we paying for?")
     if payees:
         found.append(f"Show our payments to {payees[0]} this year")
