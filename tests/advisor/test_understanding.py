@@ -11,6 +11,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from domain.advisor.analyst import Intent, Vocabulary, find_periods, understand
 from domain.advisor.analyst.amounts import find_amounts, find_durations, find_percents
@@ -644,3 +646,72 @@ def test_the_same_question_gives_the_same_plan() -> None:
         first = understand(question, today=TODAY, vocabulary=vocabulary)
         again = understand(question, today=TODAY, vocabulary=demo_vocabulary())
         assert first == again
+
+
+# --- any text at all -------------------------------------------------------------------------
+
+CONTRACT_ARGUMENTS = {
+    "spending": {"start", "end", "group_by", "categories", "payees", "accounts", "limit"},
+    "compare_periods": {"first", "second", "group_by", "categories", "payees"},
+    "cash_flow": {"start", "end"},
+    "net_worth": {"as_of", "months"},
+    "recurring_payments": {"as_of", "months"},
+    "budget_status": {"month"},
+    "future_value": {"monthly_saving", "annual_rate_percent", "years", "initial", "currency"},
+    "loan_emi": {"principal", "annual_rate_percent", "months", "currency"},
+    "goal_saving": {"target", "months", "annual_rate_percent", "current_savings", "currency"},
+    "search_transactions": {"query", "limit", "start", "end", "accounts", "categories"},
+}
+_WORDS = [
+    *(case[0] for case in CASES[:20]),
+    *(phrase for _, phrase, _, _ in PERIODS),
+    *(text for text, _, _ in AMOUNTS),
+    *(words for words, _, _ in MISSPELT),
+    "31/02/2025",
+    "2025-13-45",
+    "FY99-00",
+    "last 99999 years",
+    "Q9",
+    "between",
+    "and",
+    "compare",
+    "vs",
+    "save",
+    "loan",
+    "EMI",
+    "at",
+    "%",
+    "for",
+    "years",
+    "999999999999999999 crore",
+    "since",
+    "may",
+    "ignore",
+    "?",
+    "₹",
+    "-",
+    "'",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.one_of(st.sampled_from(_WORDS), st.text(max_size=12)), min_size=0, max_size=12).map(
+        " ".join
+    )
+)
+def test_any_text_gives_a_plan_within_the_contract(question: str) -> None:
+    plan = understand(question, today=TODAY, vocabulary=demo_vocabulary())
+    for call in plan.calls:
+        assert set(call.arguments) <= CONTRACT_ARGUMENTS[call.name]
+        assert call.name == plan.intent
+        for key in ("start", "end", "as_of"):
+            if key in call.arguments:
+                date.fromisoformat(call.arguments[key])
+        ranges = [call.arguments] if "start" in call.arguments else []
+        ranges += [call.arguments[k] for k in ("first", "second") if k in call.arguments]
+        for bounds in ranges:
+            if "start" in bounds and "end" in bounds:
+                assert date.fromisoformat(bounds["start"]) <= date.fromisoformat(bounds["end"])
+    if not plan.calls:
+        assert plan.suggestions

@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Literal
 
 from domain.advisor.analyst.periods import NUMBER_WORDS
+from domain.core.money import MAX_INTEGER_DIGITS
 
 _MULTIPLIERS = {
     "k": 1_000,
@@ -53,6 +54,7 @@ _CURRENCIES = {
     "pound": "GBP",
     "pounds": "GBP",
 }
+_LARGEST = Decimal(10) ** MAX_INTEGER_DIGITS
 _WORD_NUMBER = "|".join(sorted((w for w in NUMBER_WORDS if w not in ("a", "an")), key=len))
 
 AMOUNT = re.compile(
@@ -158,6 +160,8 @@ def find_amounts(text: str, *, skip: Sequence[tuple[int, int]] = ()) -> list[Amo
         if multiplier in ("l", "m") and bare and " " in match.group(0).strip():
             continue  # "5 l" / "5 m" are too ambiguous without a currency; "5L" is not
         value = _number(match["number"]) * _MULTIPLIERS.get(multiplier, 1)
+        if value >= _LARGEST:
+            continue  # beyond what `Money` holds: not an amount anyone means
         currency = _CURRENCIES.get(currency_text) or _CURRENCIES.get(currency_text + ".")
         found.append(Amount(value, currency, match.start(), match.end(), match.group(0).strip()))
     return found

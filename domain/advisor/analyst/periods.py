@@ -323,8 +323,9 @@ def _rolling(match: re.Match[str], today: date, phrase: str) -> Period | None:
     if count_text is None and ("last" in lead or "previous" in lead) and unit != "day":
         return None  # "last month" is the calendar month: `_last_unit`
     count = _count(count_text.lower()) if count_text else 1
-    if not 0 < count <= 3660:
-        return None
+    limit = {"day": 36_500, "week": 5_200, "month": 1_200, "quarter": 400, "year": 100}[unit]
+    if not 0 < count <= limit:
+        return None  # beyond a century of household history
     if match["full"] and unit in ("month", "quarter", "year"):
         size = {"month": 1, "quarter": 3, "year": 12}[unit]
         current = date(today.year, (today.month - 1) // size * size + 1, 1)
