@@ -155,7 +155,43 @@ CASES: list[tuple[str, str | None, dict[str, Any]]] = [
         "spending",
         {**LAST_QUARTER, "group_by": "payee", "payees": ["Zomato", "Swiggy"]},
     ),
+    (
+        "What is our biggest expense category this year?",
+        "spending",
+        {**THIS_YEAR, "group_by": "category"},
+    ),
+    (
+        "How much went to rent in FY 2025-26?",
+        "spending",
+        {
+            "start": "2025-04-01",
+            "end": "2026-03-31",
+            "group_by": "category",
+            "categories": ["Rent"],
+        },
+    ),
+    # two names set against each other: one period, grouped by the names' kind
+    (
+        "How much did we spend on Uber vs Ola last month?",
+        "spending",
+        {**LAST_MONTH, "group_by": "payee", "payees": ["Uber", "Ola"]},
+    ),
+    (
+        "Did we spend more on Netflix than Spotify last year?",
+        "spending",
+        {**LAST_YEAR, "group_by": "payee", "payees": ["Netflix", "Spotify"]},
+    ),
     # --- comparisons
+    (
+        "Did our grocery bill go up this year?",
+        "compare_periods",
+        {
+            "first": THIS_YEAR,
+            "second": LAST_YEAR,
+            "group_by": "category",
+            "categories": ["Groceries"],
+        },
+    ),
     (
         "Groceries in March vs April",
         "compare_periods",

@@ -101,7 +101,7 @@ def _words(text: str) -> frozenset[str]:
 _GENERIC = _words(
     """account bank ltd pvt limited india card credit debit wallet saving checking investment
     loan home out fresh food foods hospital store shop online general company service group
-    technology analytic payment broking life health other new big the and"""
+    technology analytic payment broking life health other new big the and expense income"""
 )
 # Words a name-phrase may not start or end with: the question's own grammar.
 _STOPWORDS = _words(
@@ -135,6 +135,8 @@ class NameMatch:
     phrase: str
     score: float
     via: Via
+    start: int  # where `phrase` is in the question
+    end: int
 
 
 def singular(token: str) -> str:
@@ -319,7 +321,14 @@ class Vocabulary:
             name = self.names[entry]
             target = self._targets[column]
             found = NameMatch(
-                name.id, name.name, name.kind, text[start:end], round(score, 1), target.via
+                name.id,
+                name.name,
+                name.kind,
+                text[start:end],
+                round(score, 1),
+                target.via,
+                start,
+                end,
             )
             chosen[entry] = (start, found)
         return [found for _, found in sorted(chosen.values(), key=lambda item: item[0])]

@@ -129,12 +129,14 @@ _CASH_FLOW_PLAIN = _cue(
 )
 _COMPARE = _cue(
     r"\b(?:compare|compared|comparing|comparison|vs\.?|versus|against|than|difference|differ"
-    r"|changed?|increased?|decreased?|went\s+up|went\s+down)\b"
+    r"|changed?|increased?|decreased?|(?:go|goes|gone|went)\s+(?:up|down)|rise|rose|risen"
+    r"|higher|lower)\b"
 )
 _SPENDING = _cue(
     r"\b(?:spend|spent|spending|spends|expenses?|expenditure|costs?|cost\s+us|paid|pay\s+(?:for|on|to)"
     r"|outgoings?|where\s+(?:does|did|do)\s+(?:our|the|my)\s+money\s+go|biggest|largest"
-    r"|breakdown|top\s+(?:\d+\s+)?(?:categories|payees|merchants))\b"
+    r"|breakdown|top\s+(?:\d+\s+)?(?:categories|payees|merchants)"
+    r"|(?:went|goes|go)\s+(?:to|on|into|towards))\b"
 )
 _SEARCH = _cue(
     r"\b(?:show|list|find|search|look\s+up|when\s+did|which|transactions?|payments?|orders?"
@@ -195,6 +197,11 @@ _OBJECT = _cue(
     r"\b(?:on|at)\s+(?:the\s+|our\s+|my\s+)?(?P<object>[^\W\d][\w'&\s-]*?)\s*"
     r"(?=\b(?:in|during|last|this|since|between|from|over|for|by|per|each|vs|versus|compared"
     r"|and|so\s+far)\b|[?.!,;]|$)"
+)
+_HOW_MUCH = _cue(r"\bhow\s+much\b")
+_NAMES_AGAINST = _cue(
+    r"\s*(?:,|vs\.?|versus|or|against|and|than(?:\s+(?:on|at|for))?"
+    r"|compared\s+(?:to|with)(?:\s+(?:on|at|for))?)\s*"
 )
 _INCOME_WORDS = re.compile(r"\b(?:salary|income|interest|dividend|refund)", re.IGNORECASE)
 
@@ -267,17 +274,30 @@ class _Reader:
             return self._net_worth()
         spending = bool(_SPENDING.search(text))
         compare = bool(_COMPARE.search(text))
+        compared = self._names_compared() if compare and len(self.periods) <= 1 else None
+        if compared is not None:
+            return self._spending(group_by=compared)
         if (compare and self.periods) or (
             (spending or self.matches) and (compare or len(self.periods) >= 2)
         ):
             return self._compare()
         if spending:
             return self._spending()
+        if self.matches and _HOW_MUCH.search(text):
+            return self._spending()
         if self.matches or _SEARCH.search(text):
             return self._search()
-        if self.periods and re.search(r"\bhow\s+much\b", text, re.IGNORECASE):
+        if self.periods and _HOW_MUCH.search(text):
             return self._spending()
         return self._cannot("The question is not one the offline analyst can answer.")
+
+    def _names_compared(self) -> str | None:
+        """The kind of two names set against each other ("Uber vs Ola"), if any."""
+        for first, second in zip(self.matches, self.matches[1:], strict=False):
+            between = self.text[first.end : second.start]
+            if first.kind == second.kind and _NAMES_AGAINST.fullmatch(between):
+                return first.kind  # the group_by of the same name
+        return None
 
     def _spending_about_names(self) -> bool:
         """ "How much did we spend on subscriptions" is spending when the words name a category."""
@@ -374,16 +394,14 @@ class _Reader:
                 f"'{found['object'].strip()}'; all spending is shown instead."
             )
 
-    def _spending(self) -> Plan:
+    def _spending(self, group_by: str | None = None) -> Plan:
         self._unmatched_object()
         filters = self._filters()
-        group_by = self._group_by(filters)
-        if self.periods:
-            period = self.periods[0]
-        else:
-            period = self._default_period()
-            if filters and group_by == "category":
-                group_by = "month"
+        period = self.periods[0] if self.periods else self._default_period()
+        if group_by is None:
+            group_by = self._group_by(filters)
+            if filters and group_by == "category" and not self.periods:
+                group_by = "month"  # "how much do we spend on X": month by month
         arguments: dict[str, Any] = {**period.as_arguments(), "group_by": group_by, **filters}
         top = _TOP.search(self.text)
         if top:
@@ -657,8 +675,12 @@ def _loan_interest(matches: list[NameMatch], text: str, names: Vocabulary) -> li
     ]
     if any(match.id == category.id for match in kept):
         return kept
-    found = NameMatch(category.id, category.name, "category", "interest", 95.0, "synonym")
-    return [found, *kept]
+    start = text.lower().find("interest")
+    end = start + len("interest")
+    found = NameMatch(
+        category.id, category.name, "category", text[start:end], 95.0, "synonym", start, end
+    )
+    return sorted([found, *kept], key=lambda match: match.start)
 
 
 def _plain(value: Decimal) -> str:
