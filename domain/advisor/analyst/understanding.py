@@ -86,16 +86,28 @@ def _cue(pattern: str) -> re.Pattern[str]:
 
 # Text that tries to steer the advisor, reach beyond this workspace or change data.
 _INJECTION = _cue(
+    # steering the advisor
     r"\b(?:ignore|disregard|forget|override|bypass)\b.{0,40}\b(?:instructions?|prompts?|rules?"
     r"|guardrails?|context|above|previous)\b|\bsystem\s+prompt\b|\bjailbreak|\byou\s+are\s+now\b"
-    r"|\bpretend\b|\bact\s+as\b|\b(?:all|other|every|another)\s+(?:the\s+)?(?:users?|workspaces?"
-    r"|customers?|households?|tenants?|members?)\b|\bpasswords?\b|\bapi[\s_-]?keys?\b"
+    r"|\bpretend\b|\bact\s+as\b|\bdeveloper\s+mode\b"
+    # reaching beyond this workspace (its own members are fine: "what did all members spend")
+    r"|\b(?:all|other|every|another)\s+(?:the\s+)?(?:users?|workspaces?|customers?|households?"
+    r"|tenants?)\b"
+    # asking for secrets ("what did we pay for the password manager" is fine)
+    r"|\b(?:reveal|show|print|list|dump|give|tell|leak|display|output|send|expose)\b.{0,40}"
+    r"\b(?:passwords?|api[\s_-]?keys?|credentials?|secrets?|tokens?|encryption\s+keys?"
+    r"|private\s+keys?|prompt)\b"
+    # SQL
     r"|\b(?:drop|truncate|alter)\s+table\b|\bdelete\s+from\b|\binsert\s+into\b|\bselect\s+\*"
-    r"|\bsecrets?\b|\bcredentials?\b|\bencryption\s+keys?\b|\bprivate\s+keys?\b|\bdeveloper\s+mode\b"
 )
+# Requests to change the ledger; the advisor only reads it.
 _WRITE = _cue(
-    r"^\W*(?:please\s+|can\s+you\s+|could\s+you\s+)?(?:delete|remove|create|add|transfer|send"
-    r"|move|make\s+a\s+payment|cancel|update|change|edit|rename|recategori[sz]e|categori[sz]e)\b"
+    r"^\W*(?:please\s+|can\s+you\s+|could\s+you\s+)?(?:"
+    r"(?:delete|remove|cancel|edit|update|rename|recategori[sz]e|categori[sz]e|create|add|change"
+    r"|mark|split|merge|undo)\s+(?!up\b)(?:[\w'-]+\s+){0,4}?(?:transactions?|payments?|accounts?"
+    r"|categor(?:y|ies)|budgets?|entry|entries|records?|subscriptions?|transfers?|tags?|notes?)\b"
+    r"|(?:transfer|send|move|pay)\s+(?:\S+\s+){0,3}?(?:to|into|from)\b"
+    r"|make\s+a\s+(?:payment|transfer))"
 )
 _LOAN = _cue(r"\b(?:emis?|equated\s+monthly|loans?|mortgages?|amorti[sz]ation|borrow(?:ing)?)\b")
 _GOAL = _cue(
@@ -296,7 +308,7 @@ class _Reader:
         for first, second in zip(self.matches, self.matches[1:], strict=False):
             between = self.text[first.end : second.start]
             if first.kind == second.kind and _NAMES_AGAINST.fullmatch(between):
-                return first.kind  # the group_by of the same name
+                return first.kind  # "payee" is also the group_by for payees
         return None
 
     def _spending_about_names(self) -> bool:
