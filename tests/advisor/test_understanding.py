@@ -771,3 +771,12 @@ def test_any_text_gives_a_plan_within_the_contract(question: str) -> None:
                 assert date.fromisoformat(bounds["start"]) <= date.fromisoformat(bounds["end"])
     if not plan.calls:
         assert plan.suggestions
+
+
+def test_a_comparison_with_one_period_takes_the_unit_before_it() -> None:
+    plan = understand(
+        "compare eating out this month vs last", today=TODAY, vocabulary=demo_vocabulary()
+    )
+    first, second = plan.periods
+    assert (first.phrase, second.phrase) == ("this month", "the month before")
+    assert (second.start, second.end) == (date(2026, 10, 1), date(2026, 10, 31))

@@ -11,7 +11,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Literal
 
 from domain.advisor.analyst.periods import NUMBER_WORDS
 from domain.core.money import MAX_INTEGER_DIGITS
@@ -108,10 +107,6 @@ class Duration:
     start: int
     end: int
     text: str
-
-    @property
-    def unit(self) -> Literal["years", "months"]:
-        return "years" if re.search(r"y", self.text, re.IGNORECASE) else "months"
 
 
 def _number(text: str) -> Decimal:

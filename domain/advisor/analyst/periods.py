@@ -95,7 +95,9 @@ class Period:
         months = {"month": 1, "quarter": 3, "half": 6, "year": 12, "fiscal_year": 12}.get(self.unit)
         if months is not None:
             first = add_months(start, -months)
-            return Period(first, add_months(first, months) - timedelta(days=1), "before", self.unit)
+            label = {"fiscal_year": "financial year", "half": "half-year"}.get(self.unit, self.unit)
+            end = add_months(first, months) - timedelta(days=1)
+            return Period(first, end, f"the {label} before", self.unit)
         length = (self.end - self.start).days + 1
         end = start - timedelta(days=1)
         return Period(end - timedelta(days=length - 1), end, f"the {length} days before", "span")
