@@ -195,7 +195,10 @@ async def _scan(
     ]
 
 
-class _Converter:
+class BaseConverter:
+    """Converts a month's amounts to the base currency at the rate in force at that month's
+    end (today, for the current month); keeps what no rate covers aside, per currency."""
+
     def __init__(self, table: FxTable, base: str) -> None:
         self.table, self.base = table, base
         self.unconverted: dict[str, int] = defaultdict(int)
@@ -226,7 +229,7 @@ async def spending_summary(
     amounts = await _amounts(
         session, tenant, period, list(expense), with_payee=group_by is GroupBy.PAYEE
     )
-    convert = _Converter(await load_table(session, tenant), tenant.base_currency)
+    convert = BaseConverter(await load_table(session, tenant), tenant.base_currency)
     groups: dict[str, SummaryRow] = {}
     base = tenant.base_currency
     for amount in amounts:
@@ -263,7 +266,7 @@ async def cashflow(session: AsyncSession, tenant: Tenant, period: Period) -> Cas
     income_ids = {c.id for c in _categories_of(all_categories, CategoryKind.INCOME)}
     expense_ids = {c.id for c in _categories_of(all_categories, CategoryKind.EXPENSE)}
     amounts = await _amounts(session, tenant, period, [*income_ids, *expense_ids])
-    convert = _Converter(await load_table(session, tenant), tenant.base_currency)
+    convert = BaseConverter(await load_table(session, tenant), tenant.base_currency)
     income: dict[int, int] = defaultdict(int)
     expenses: dict[int, int] = defaultdict(int)
     for amount in amounts:
@@ -303,7 +306,7 @@ async def net_worth(
     accounts = await LedgerRepository(session, tenant.workspace_id).accounts()
     all_totals = await totals.read(session, tenant, [a.id for a in accounts])
     table = await load_table(session, tenant)
-    convert = _Converter(table, tenant.base_currency)
+    convert = BaseConverter(table, tenant.base_currency)
     history_months: list[int] = []
     month = totals.month_of(today)
     for _ in range(months):
@@ -316,7 +319,7 @@ async def net_worth(
         by_account[total.target_id].append(total)
     points = []
     for month in history_months:
-        convert = _Converter(table, tenant.base_currency)  # leftovers of the last month only
+        convert = BaseConverter(table, tenant.base_currency)  # leftovers of the last month only
         assets = liabilities = 0
         for account in accounts:
             opening = accounts_service.view(tenant, account).opening_balance.minor

@@ -188,8 +188,9 @@ class LedgerRepository:
         *,
         with_payee: bool = False,
     ) -> list[Any]:
-        """Rows of (id, category_id, date, currency, amount_enc[, transaction_id, payee_enc]):
-        plain columns, no ORM objects, because a period scan may touch every posting."""
+        """Rows of (id, category_id, date, currency, amount_enc[, transaction_id, payee_enc,
+        account_id]): plain columns, no ORM objects, because a period scan may touch every
+        posting. `account_id` is the account the transaction is about."""
         columns: list[Any] = [
             col(Posting.id),
             col(Posting.category_id),
@@ -199,9 +200,9 @@ class LedgerRepository:
         ]
         statement = select(*columns)
         if with_payee:
-            statement = statement.add_columns(col(Transaction.id), col(Transaction.payee_enc)).join(
-                Transaction, col(Transaction.id) == col(Posting.transaction_id)
-            )
+            statement = statement.add_columns(
+                col(Transaction.id), col(Transaction.payee_enc), col(Transaction.account_id)
+            ).join(Transaction, col(Transaction.id) == col(Posting.transaction_id))
         statement = statement.where(
             col(Posting.workspace_id) == self.workspace_id,
             col(Posting.date) >= date_from,
