@@ -49,7 +49,9 @@ class BudgetStatusTool(ModelTool[BudgetStatusArguments]):
         tree = [(c.id, c.parent_id) for c in names.categories.values()]
         covered = {v.category_id: categories.with_descendants(tree, {v.category_id}) for v in views}
         every: set[uuid.UUID] = set().union(*covered.values())
-        postings = await ledger.category_postings(ctx, span.start, span.end, every)
+        postings = await ledger.category_postings(
+            ctx, span.start, span.end, every, with_payee=False
+        )
         convert = await ledger.converter(ctx)
         table = await load_table(ctx.session, ctx.tenant)
         rows: list[dict[str, Any]] = []

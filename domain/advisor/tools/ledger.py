@@ -125,9 +125,15 @@ class CategoryPosting:
 
 
 async def category_postings(
-    ctx: ToolContext, start: dt.date, end: dt.date, category_ids: Iterable[uuid.UUID]
+    ctx: ToolContext,
+    start: dt.date,
+    end: dt.date,
+    category_ids: Iterable[uuid.UUID],
+    *,
+    with_payee: bool = True,
 ) -> list[CategoryPosting]:
-    """Every posting on these categories dated in [start, end], decrypted, in date order."""
+    """Every posting on these categories dated in [start, end], decrypted, in date order
+    (payees are decrypted only when asked for: a long period touches many postings)."""
     ids = sorted(set(category_ids))
     if not ids:
         return []
@@ -137,7 +143,7 @@ async def category_postings(
     payees: dict[uuid.UUID, str | None] = {}
     found = []
     for posting_id, category_id, day, currency, amount_enc, tx_id, payee_enc, account_id in rows:
-        if tx_id not in payees:
+        if with_payee and tx_id not in payees:
             payees[tx_id] = cipher.open_optional(payee_enc, TX_TABLE, "payee", tx_id)
         found.append(
             CategoryPosting(
@@ -147,7 +153,7 @@ async def category_postings(
                 date=day,
                 currency=currency,
                 minor=cipher.open_int(amount_enc, POSTING_TABLE, "amount", posting_id),
-                payee=payees[tx_id],
+                payee=payees.get(tx_id),
             )
         )
     found.sort(key=lambda p: (p.date, p.transaction_id.hex, p.category_id.hex))

@@ -46,7 +46,7 @@ class CashFlowTool(ModelTool[CashFlowArguments]):
         income_ids = names.ids_of_kind(CategoryKind.INCOME)
         expense_ids = names.ids_of_kind(CategoryKind.EXPENSE)
         postings = await ledger.category_postings(
-            ctx, span.start, span.end, income_ids | expense_ids
+            ctx, span.start, span.end, income_ids | expense_ids, with_payee=False
         )
         convert = await ledger.converter(ctx)
         groups = ledger.summarise(

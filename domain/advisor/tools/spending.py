@@ -61,9 +61,11 @@ def _filters(
 
 
 async def _postings(
-    ctx: ToolContext, span: reports.Period, filters: Filters
+    ctx: ToolContext, span: reports.Period, filters: Filters, with_payee: bool
 ) -> list[ledger.CategoryPosting]:
-    found = await ledger.category_postings(ctx, span.start, span.end, filters.categories)
+    found = await ledger.category_postings(
+        ctx, span.start, span.end, filters.categories, with_payee=with_payee
+    )
     if filters.payees:
         found = [p for p in found if (p.payee or "").strip().casefold() in filters.payees]
     if filters.accounts:
@@ -116,7 +118,7 @@ class Spending:
 async def spending_in(
     ctx: ToolContext, names: ledger.Names, span: reports.Period, filters: Filters, group_by: GroupBy
 ) -> Spending:
-    postings = await _postings(ctx, span, filters)
+    postings = await _postings(ctx, span, filters, group_by == "payee" or bool(filters.payees))
     convert = await ledger.converter(ctx)
     key, describe = _grouping(names, group_by)
     groups = ledger.summarise(postings, key, convert)
