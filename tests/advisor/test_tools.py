@@ -136,10 +136,11 @@ async def test_spending_by_payee_subtracts_refunds_and_filters_case_insensitivel
                 "start": start.isoformat(),
                 "end": end.isoformat(),
                 "group_by": "payee",
-                "payees": ["SWIGGY"],
+                "payees": ["SWIGGY", "Uber Eats"],
             },
         )
     assert [row["label"] for row in result.data["rows"]] == ["Swiggy"]
+    assert result.data["payees_without_spending"] == ["uber eats"]
     assert amount(result.data["total"]) == in_base(household, legs)
     assert len(set(result.transaction_ids)) == len(legs)
 
@@ -437,7 +438,7 @@ async def test_search_transactions_returns_the_hits_transactions_and_drops_forei
     assert row["id"] == str(own[0]) and row["date"] == first.date.isoformat()
     assert row["payee"] == first.payee
     assert row["amount"] == {"amount": str(first.amount.amount), "currency": "INR"}
-    assert row["categories"] == ["Rides"]
+    assert row["categories"] == ["Rides"] and row["category"] == "Rides"
     assert row["account"]
 
 

@@ -106,6 +106,7 @@ def _describe(
         "amount": money(item.amount),
         "account": names.account_names.get(item.account_id, "?"),
         "accounts": list(accounts),
+        "category": ", ".join(categories) or None,  # a split names each of its categories
         "categories": list(categories),
         "kind": item.kind.value,
         "score": round(score, 6),

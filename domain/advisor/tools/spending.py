@@ -113,6 +113,7 @@ class Spending:
     unconverted: list[dict[str, str]]
     groups: dict[Hashable, ledger.Group]
     describe: Callable[[Hashable], dict[str, Any]]
+    payees: set[str]  # casefolded, when payees were read
 
 
 async def spending_in(
@@ -150,6 +151,7 @@ async def spending_in(
         unconverted=ledger.unconverted(convert),
         groups=groups,
         describe=describe,
+        payees={(p.payee or "").strip().casefold() for p in postings if p.payee},
     )
 
 
@@ -191,6 +193,9 @@ class SpendingTool(ModelTool[SpendingArguments]):
         }
         if len(rows) < len(found.rows):
             data["rows_omitted"] = len(found.rows) - len(rows)
+        missing = sorted(filters.payees - found.payees)
+        if missing:
+            data["payees_without_spending"] = missing  # none in the period (or unknown)
         if found.unconverted:
             data["unconverted"] = found.unconverted
         return ToolResult(data, found.transactions)
