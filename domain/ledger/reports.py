@@ -164,6 +164,14 @@ async def _amounts(
     return found
 
 
+async def category_amounts(
+    session: AsyncSession, tenant: Tenant, period: Period, category_ids: list[uuid.UUID]
+) -> list[Amount]:
+    """The signed sums per category, month and currency of a period (month totals for
+    whole months, postings for partial ones): what the reports below are built from."""
+    return await _amounts(session, tenant, period, category_ids)
+
+
 async def _scan(
     session: AsyncSession,
     tenant: Tenant,

@@ -211,6 +211,21 @@ class LedgerRepository:
         )
         return list((await self.session.execute(statement)).all())
 
+    async def posting_transactions_between(
+        self, date_from: dt.date, date_to: dt.date, category_ids: Sequence[uuid.UUID]
+    ) -> list[Any]:
+        """Rows of (transaction_id, category_id, date) of the postings on these categories:
+        which transactions a period's category sums come from, with nothing to decrypt."""
+        statement = select(
+            col(Posting.transaction_id), col(Posting.category_id), col(Posting.date)
+        ).where(
+            col(Posting.workspace_id) == self.workspace_id,
+            col(Posting.date) >= date_from,
+            col(Posting.date) <= date_to,
+            col(Posting.category_id).in_(list(category_ids)),
+        )
+        return list((await self.session.execute(statement)).all())
+
     async def transaction_page(
         self,
         *,

@@ -180,6 +180,39 @@ async def test_foreign_currency_spending_is_converted_at_the_month_end_rate(
             assert amount(row["amount"]) == cents(usd * rate)
 
 
+async def test_the_month_totals_path_and_the_posting_scan_agree(household: Household) -> None:
+    """Without payee or account filters the figures come from the month totals (no posting
+    decrypted); naming every account forces the scan of each posting. Same figures."""
+    start, end = dt.date(2025, 6, 10), dt.date(2026, 2, 20)  # partial months at both ends
+    legs = [leg for leg in between(category_legs(household), start, end) if leg.amount]
+    expense = [leg for leg in legs if leg.category_id not in _income_ids(household)]
+    every_account = [str(account_id) for account_id in household.accounts.values()]
+    span = {"start": start.isoformat(), "end": end.isoformat()}
+    async with household.context() as ctx:
+        for group_by in ("category", "month"):
+            fast = await run_tool(ctx, "spending", {**span, "group_by": group_by})
+            scan = await run_tool(
+                ctx, "spending", {**span, "group_by": group_by, "accounts": every_account}
+            )
+            assert fast.data["rows"] == scan.data["rows"], group_by
+            assert fast.data["total"] == scan.data["total"]
+            assert set(fast.transaction_ids) == set(scan.transaction_ids)
+            assert amount(fast.data["total"]) == in_base(household, expense)
+        by_month = {row["key"]: row for row in fast.data["rows"]}
+    expense_names = [n for n in household.categories if n not in INCOME]
+    for key, row in by_month.items():
+        year, month = map(int, key.split("-"))
+        own = [leg for leg in expense if (leg.date.year, leg.date.month) == (year, month)]
+        assert amount(row["amount"]) == in_base(household, own)
+        first = max(start, dt.date(year, month, 1))
+        last = min(end, month_end(first))
+        assert row["transactions"] == len(await listed_ids(household, expense_names, first, last))
+
+
+def _income_ids(household: Household) -> set[uuid.UUID]:
+    return {household.categories[name] for name in INCOME}
+
+
 async def test_compare_periods_dining_this_quarter_with_last(household: Household) -> None:
     dining = household.categories["Dining out"]
     legs = [leg for leg in category_legs(household) if leg.category_id == dining]

@@ -49,17 +49,16 @@ class BudgetStatusTool(ModelTool[BudgetStatusArguments]):
         tree = [(c.id, c.parent_id) for c in names.categories.values()]
         covered = {v.category_id: categories.with_descendants(tree, {v.category_id}) for v in views}
         every: set[uuid.UUID] = set().union(*covered.values())
-        postings = await ledger.category_postings(
-            ctx, span.start, span.end, every, with_payee=False
-        )
+        sums = await ledger.category_sums(ctx, span, every)
         convert = await ledger.converter(ctx)
         table = await load_table(ctx.session, ctx.tenant)
         rows: list[dict[str, Any]] = []
         cited: list[uuid.UUID] = []
         for view in sorted(views, key=lambda v: names.category_label(v.category_id).casefold()):
-            own = [p for p in postings if p.category_id in covered[view.category_id]]
-            groups = ledger.summarise(own, lambda _p: "all", convert)
+            own = covered[view.category_id]
+            groups = ledger.summarise_sums(sums, lambda _c, _m: "all", convert, own)
             spent = groups["all"].base_minor if groups else 0
+            used_by = sums.transaction_ids(own)
             limit = view.amount.minor
             if view.amount.currency != base:
                 rate = table.rate(view.amount.currency, base, span.end)
@@ -84,10 +83,10 @@ class BudgetStatusTool(ModelTool[BudgetStatusArguments]):
                     "remaining": minor_money(limit - spent, base),
                     "percent_used": used,
                     "status": status,
-                    "transactions": len(ledger.transaction_ids(own)),
+                    "transactions": len(used_by),
                 }
             )
-            cited.extend(ledger.transaction_ids(own))
+            cited.extend(used_by)
         data: dict[str, Any] = {
             "month": args.month,
             "currency": base,

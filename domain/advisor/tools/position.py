@@ -45,15 +45,9 @@ class CashFlowTool(ModelTool[CashFlowArguments]):
         names = await ledger.load_names(ctx)
         income_ids = names.ids_of_kind(CategoryKind.INCOME)
         expense_ids = names.ids_of_kind(CategoryKind.EXPENSE)
-        postings = await ledger.category_postings(
-            ctx, span.start, span.end, income_ids | expense_ids, with_payee=False
-        )
+        sums = await ledger.category_sums(ctx, span, income_ids | expense_ids)
         convert = await ledger.converter(ctx)
-        groups = ledger.summarise(
-            postings,
-            lambda p: (totals.month_of(p.date), p.category_id in income_ids),
-            convert,
-        )
+        groups = ledger.summarise_sums(sums, lambda c, m: (m, c in income_ids), convert)
         income: dict[int, int] = defaultdict(int)
         expenses: dict[int, int] = defaultdict(int)
         for key, group in groups.items():
@@ -63,18 +57,19 @@ class CashFlowTool(ModelTool[CashFlowArguments]):
             else:
                 expenses[month] += group.base_minor
         base = ctx.tenant.base_currency
+        cited = sums.transaction_ids()
         months = [_flow(ledger.month_label(m), income[m], expenses[m], base) for m in span.months()]
         data: dict[str, Any] = {
             "period": {"start": span.start.isoformat(), "end": span.end.isoformat()},
             "currency": base,
             "total": _flow(None, sum(income.values()), sum(expenses.values()), base),
             "months": months,
-            "transactions": len(ledger.transaction_ids(postings)),
+            "transactions": len(cited),
         }
         leftovers = ledger.unconverted(convert)
         if leftovers:
             data["unconverted"] = leftovers
-        return ToolResult(data, ledger.transaction_ids(postings))
+        return ToolResult(data, cited)
 
 
 def _flow(label: str | None, income: int, expenses: int, currency: str) -> dict[str, Any]:

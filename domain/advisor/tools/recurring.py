@@ -72,14 +72,14 @@ def _charges(postings: list[ledger.CategoryPosting]) -> dict[tuple[str, str], li
             by_transaction[posting.transaction_id].append(posting)
     series: dict[tuple[str, str], list[Charge]] = defaultdict(list)
     for tx_id, parts in by_transaction.items():
-        first = parts[0]
+        first = max(parts, key=lambda p: (p.minor, p.category_id))  # the main leg of a split
         minor = sum(p.minor for p in parts if p.currency == first.currency)
         if minor <= 0:
             continue  # a refund is not a payment
         key = (first.payee.strip().casefold(), first.currency)  # type: ignore[union-attr]
         series[key].append(Charge(tx_id, first.date, minor, first.category_id, first.account_id))
     for charges in series.values():
-        charges.sort(key=lambda c: (c.date, c.transaction_id.hex))
+        charges.sort(key=lambda c: (c.date, c.transaction_id))
     return series
 
 
@@ -156,7 +156,10 @@ class RecurringPaymentsTool(ModelTool[RecurringArguments]):
         table = await load_table(ctx.session, ctx.tenant)
         base = ctx.tenant.base_currency
         unconverted: list[dict[str, str]] = []
-        labels = {(p.payee or "").strip().casefold(): (p.payee or "").strip() for p in postings}
+        labels: dict[str, str] = {}
+        for posting in postings:  # one spelling per payee, whatever order the rows came in
+            label = (posting.payee or "").strip()
+            labels[label.casefold()] = min(labels.get(label.casefold(), label), label)
         found: list[dict[str, Any]] = []
         cited: list[uuid.UUID] = []
         monthly_total = yearly_total = 0

@@ -87,7 +87,9 @@ def _grouping(
         if group_by == "month":
             return totals.month_of(posting.date)
         label = (posting.payee or "").strip() or NO_PAYEE
-        return labels.setdefault(label.casefold(), label).casefold()
+        key = label.casefold()
+        labels[key] = min(labels.get(key, label), label)  # the same spelling in any row order
+        return key
 
     def describe(group_key: Hashable) -> dict[str, Any]:
         if isinstance(group_key, int):
@@ -119,10 +121,19 @@ class Spending:
 async def spending_in(
     ctx: ToolContext, names: ledger.Names, span: reports.Period, filters: Filters, group_by: GroupBy
 ) -> Spending:
-    postings = await _postings(ctx, span, filters, group_by == "payee" or bool(filters.payees))
     convert = await ledger.converter(ctx)
     key, describe = _grouping(names, group_by)
-    groups = ledger.summarise(postings, key, convert)
+    payees: set[str] = set()
+    if group_by in ("category", "month") and not filters.payees and not filters.accounts:
+        sums = await ledger.category_sums(ctx, span, filters.categories)
+        by_month = group_by == "month"
+        groups = ledger.summarise_sums(sums, lambda c, m: m if by_month else c, convert)
+        cited = sums.transaction_ids()
+    else:
+        postings = await _postings(ctx, span, filters, group_by == "payee" or bool(filters.payees))
+        groups = ledger.summarise(postings, key, convert)
+        cited = ledger.transaction_ids(postings)
+        payees = {(p.payee or "").strip().casefold() for p in postings if p.payee}
     base = ctx.tenant.base_currency
     total = sum(group.base_minor for group in groups.values())
     described = {group_key: describe(group_key) for group_key in groups}
@@ -147,11 +158,11 @@ async def spending_in(
     return Spending(
         rows=rows,
         total_minor=total,
-        transactions=ledger.transaction_ids(postings),
+        transactions=cited,
         unconverted=ledger.unconverted(convert),
         groups=groups,
         describe=describe,
-        payees={(p.payee or "").strip().casefold() for p in postings if p.payee},
+        payees=payees,
     )
 
 
