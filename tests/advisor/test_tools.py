@@ -4,6 +4,7 @@ both backends; their citations; the search port; and workspace isolation."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
@@ -17,6 +18,7 @@ from domain.advisor.tools import (
     ToolInputError,
     ToolUnavailable,
     run_tool,
+    toolbox,
 )
 from domain.core.settings import Settings
 from domain.ledger import reports
@@ -580,3 +582,35 @@ async def test_an_unknown_tool_is_an_input_error(household: Household) -> None:
     async with household.context() as ctx:
         with pytest.raises(ToolInputError, match="Unknown tool 'guess'"):
             await run_tool(ctx, "guess", {})
+
+
+async def test_every_result_is_plain_json_and_deterministic(household: Household) -> None:
+    hit = sorted(await listed_ids(household, ["Streaming"], *FEB))[0]
+    calls: list[tuple[str, dict[str, Any]]] = [
+        ("spending", {"start": "2026-01-01", "end": "2026-02-28", "group_by": "payee"}),
+        (
+            "compare_periods",
+            {
+                "first": {"start": "2026-01-01", "end": "2026-01-31"},
+                "second": {"start": "2026-02-01", "end": "2026-02-28"},
+                "group_by": "account",
+            },
+        ),
+        ("cash_flow", {"start": "2026-01-01", "end": "2026-02-28"}),
+        ("net_worth", {"as_of": "2026-02-10", "months": 3}),
+        ("recurring_payments", {}),
+        ("budget_status", {"month": "2026-01"}),
+        ("future_value", {"monthly_saving": 1000, "annual_rate_percent": 7, "years": 2}),
+        ("loan_emi", {"principal": 50000, "annual_rate_percent": 12, "months": 12}),
+        ("goal_saving", {"target": 90000, "months": 24, "annual_rate_percent": 6}),
+        ("search_transactions", {"query": "netflix"}),
+    ]
+    assert {name for name, _ in calls} == set(toolbox())
+    for name, arguments in calls:
+        async with household.context(search=FakeSearch([SearchHit(hit, 1.0)])) as ctx:
+            first = await run_tool(ctx, name, arguments)
+            again = await run_tool(ctx, name, arguments)
+        text = json.dumps(first.data, allow_nan=False)
+        assert json.loads(text) == first.data, name
+        assert (first.data, first.transaction_ids) == (again.data, again.transaction_ids), name
+        assert all(isinstance(i, uuid.UUID) for i in first.transaction_ids)
