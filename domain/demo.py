@@ -25,7 +25,7 @@ from domain.core.settings import Settings
 from domain.core.tenancy import Tenant
 from domain.identity import service as identity
 from domain.identity.repository import IdentityRepository
-from domain.ledger import fx
+from domain.ledger import budgets, fx
 from domain.ledger.accounts import create_account
 from domain.ledger.models import CategoryKind
 from domain.ledger.repository import LedgerRepository
@@ -144,6 +144,15 @@ _CATEGORIES = (
     "Loan interest",
     "Fees & charges",
     "Gifts & donations",
+)
+
+# Monthly budgets (INR) on a few expense categories: some months land over, most under.
+BUDGETS: tuple[tuple[str, str], ...] = (
+    ("Groceries", "18000.00"),
+    ("Dining out", "10000.00"),
+    ("Food delivery", "7000.00"),
+    ("Rides", "4500.00"),
+    ("Streaming", "1000.00"),
 )
 
 # The home loan: 25 lakh over 20 years at 8.6% a year, a fixed EMI.
@@ -1044,8 +1053,8 @@ async def _category_ids(session: AsyncSession, workspace_id: uuid.UUID) -> dict[
 async def prepare_ledger(
     session: AsyncSession, tenant: Tenant, anchor: date
 ) -> tuple[dict[str, uuid.UUID], list[Draft], int]:
-    """Open the demo accounts and FX rates in `tenant`; return the accounts, the planned
-    transactions (not yet posted) and the number of rates."""
+    """Open the demo accounts, FX rates and budgets in `tenant`; return the accounts, the
+    planned transactions (not yet posted) and the number of rates."""
     start = first_month(anchor)
     accounts: dict[str, uuid.UUID] = {}
     for spec in ACCOUNTS:
@@ -1061,9 +1070,12 @@ async def prepare_ledger(
             institution=spec.institution,
         )
         accounts[spec.key] = created.id
-    drafts, rates = _plan(anchor, accounts, await _category_ids(session, tenant.workspace_id))
+    category_ids = await _category_ids(session, tenant.workspace_id)
+    drafts, rates = _plan(anchor, accounts, category_ids)
     for day, rate in rates:
         await fx.set_rate(session, tenant, base="USD", quote=BASE_CURRENCY, on=day, rate=str(rate))
+    for name, amount in BUDGETS:
+        await budgets.set_budget(session, tenant, category_ids[name], amount)
     return accounts, list(drafts), len(rates)
 
 

@@ -18,7 +18,7 @@ from sqlmodel import SQLModel
 from domain.audit.models import AuditEvent
 from domain.core.crypto import SYSTEM_OWNER, ciphertext_header
 from domain.identity.models import ApiToken, User, Workspace
-from domain.ledger.models import Account, MonthTotal, Posting, Transaction
+from domain.ledger.models import Account, Budget, MonthTotal, Posting, Transaction
 
 # "workspace_id": the row's workspace owns it; "id": the row is the workspace itself;
 # "system": the system owner's key (user PII, shared by every workspace of a user).
@@ -86,6 +86,7 @@ ENCRYPTED: tuple[EncryptedTable, ...] = (
     EncryptedTable(Posting, ("amount", "memo"), "workspace_id"),
     EncryptedTable(MonthTotal, ("amount",), "workspace_id"),
     EncryptedTable(ApiToken, ("name",), "workspace_id"),
+    EncryptedTable(Budget, ("amount",), "workspace_id"),
 )
 
 # Sealed once and never re-encrypted: the audit trail is append-only (a trigger refuses

@@ -153,3 +153,18 @@ class FxRate(SQLModel, table=True):
     quote: str = Field(max_length=3)
     date: dt.date
     rate: str = Field(max_length=40)
+
+
+class Budget(SQLModel, table=True):
+    """A monthly spending limit on one expense category (and every subcategory below it)."""
+
+    __tablename__ = "budgets"
+    __table_args__ = (UniqueConstraint("workspace_id", "category_id"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    workspace_id: uuid.UUID = Field(foreign_key="workspaces.id")
+    category_id: uuid.UUID = Field(foreign_key="categories.id")
+    currency: str = Field(max_length=3)
+    amount_enc: bytes = Field(sa_type=LargeBinary)  # monthly limit in minor units
+    created_at: dt.datetime = timestamp_field()
+    updated_at: dt.datetime = timestamp_field()

@@ -164,6 +164,14 @@ async def _amounts(
     return found
 
 
+async def category_amounts(
+    session: AsyncSession, tenant: Tenant, period: Period, category_ids: list[uuid.UUID]
+) -> list[Amount]:
+    """The signed sums per category, month and currency of a period (month totals for
+    whole months, postings for partial ones): what the reports below are built from."""
+    return await _amounts(session, tenant, period, category_ids)
+
+
 async def _scan(
     session: AsyncSession,
     tenant: Tenant,
@@ -195,7 +203,10 @@ async def _scan(
     ]
 
 
-class _Converter:
+class BaseConverter:
+    """Converts a month's amounts to the base currency at the rate in force at that month's
+    end (today, for the current month); keeps what no rate covers aside, per currency."""
+
     def __init__(self, table: FxTable, base: str) -> None:
         self.table, self.base = table, base
         self.unconverted: dict[str, int] = defaultdict(int)
@@ -226,7 +237,7 @@ async def spending_summary(
     amounts = await _amounts(
         session, tenant, period, list(expense), with_payee=group_by is GroupBy.PAYEE
     )
-    convert = _Converter(await load_table(session, tenant), tenant.base_currency)
+    convert = BaseConverter(await load_table(session, tenant), tenant.base_currency)
     groups: dict[str, SummaryRow] = {}
     base = tenant.base_currency
     for amount in amounts:
@@ -263,7 +274,7 @@ async def cashflow(session: AsyncSession, tenant: Tenant, period: Period) -> Cas
     income_ids = {c.id for c in _categories_of(all_categories, CategoryKind.INCOME)}
     expense_ids = {c.id for c in _categories_of(all_categories, CategoryKind.EXPENSE)}
     amounts = await _amounts(session, tenant, period, [*income_ids, *expense_ids])
-    convert = _Converter(await load_table(session, tenant), tenant.base_currency)
+    convert = BaseConverter(await load_table(session, tenant), tenant.base_currency)
     income: dict[int, int] = defaultdict(int)
     expenses: dict[int, int] = defaultdict(int)
     for amount in amounts:
@@ -303,7 +314,7 @@ async def net_worth(
     accounts = await LedgerRepository(session, tenant.workspace_id).accounts()
     all_totals = await totals.read(session, tenant, [a.id for a in accounts])
     table = await load_table(session, tenant)
-    convert = _Converter(table, tenant.base_currency)
+    convert = BaseConverter(table, tenant.base_currency)
     history_months: list[int] = []
     month = totals.month_of(today)
     for _ in range(months):
@@ -316,7 +327,7 @@ async def net_worth(
         by_account[total.target_id].append(total)
     points = []
     for month in history_months:
-        convert = _Converter(table, tenant.base_currency)  # leftovers of the last month only
+        convert = BaseConverter(table, tenant.base_currency)  # leftovers of the last month only
         assets = liabilities = 0
         for account in accounts:
             opening = accounts_service.view(tenant, account).opening_balance.minor

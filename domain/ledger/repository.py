@@ -188,8 +188,9 @@ class LedgerRepository:
         *,
         with_payee: bool = False,
     ) -> list[Any]:
-        """Rows of (id, category_id, date, currency, amount_enc[, transaction_id, payee_enc]):
-        plain columns, no ORM objects, because a period scan may touch every posting."""
+        """Rows of (id, category_id, date, currency, amount_enc[, transaction_id, payee_enc,
+        account_id]): plain columns, no ORM objects, because a period scan may touch every
+        posting. `account_id` is the account the transaction is about."""
         columns: list[Any] = [
             col(Posting.id),
             col(Posting.category_id),
@@ -199,10 +200,25 @@ class LedgerRepository:
         ]
         statement = select(*columns)
         if with_payee:
-            statement = statement.add_columns(col(Transaction.id), col(Transaction.payee_enc)).join(
-                Transaction, col(Transaction.id) == col(Posting.transaction_id)
-            )
+            statement = statement.add_columns(
+                col(Transaction.id), col(Transaction.payee_enc), col(Transaction.account_id)
+            ).join(Transaction, col(Transaction.id) == col(Posting.transaction_id))
         statement = statement.where(
+            col(Posting.workspace_id) == self.workspace_id,
+            col(Posting.date) >= date_from,
+            col(Posting.date) <= date_to,
+            col(Posting.category_id).in_(list(category_ids)),
+        )
+        return list((await self.session.execute(statement)).all())
+
+    async def posting_transactions_between(
+        self, date_from: dt.date, date_to: dt.date, category_ids: Sequence[uuid.UUID]
+    ) -> list[Any]:
+        """Rows of (transaction_id, category_id, date) of the postings on these categories:
+        which transactions a period's category sums come from, with nothing to decrypt."""
+        statement = select(
+            col(Posting.transaction_id), col(Posting.category_id), col(Posting.date)
+        ).where(
             col(Posting.workspace_id) == self.workspace_id,
             col(Posting.date) >= date_from,
             col(Posting.date) <= date_to,

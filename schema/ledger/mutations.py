@@ -8,13 +8,22 @@ from decimal import Decimal
 import strawberry
 
 from domain.ledger import accounts as accounts_service
+from domain.ledger import budgets as budgets_service
 from domain.ledger import categories as categories_service
 from domain.ledger import fx as fx_service
 from domain.ledger import transactions as tx_service
 from schema.common import CanWrite
 from schema.context import Info
 from schema.ids import decode_id, encode_id
-from schema.ledger.types import Account, AccountKind, Category, CategoryKind, FxRate, Transaction
+from schema.ledger.types import (
+    Account,
+    AccountKind,
+    Budget,
+    Category,
+    CategoryKind,
+    FxRate,
+    Transaction,
+)
 
 IDEMPOTENCY_HELP = "Same key and input: the first result again. Same key, other input: CONFLICT."
 
@@ -293,3 +302,24 @@ class LedgerMutation:
                 session, tenant, base=base, quote=quote, on=date, rate=rate
             )
         return FxRate(base=row.base, quote=row.quote, date=row.date, rate=row.rate)
+
+    @strawberry.mutation(
+        permission_classes=[CanWrite],
+        description="Set (or replace) an expense category's monthly budget, in the base currency.",
+    )
+    async def set_budget(self, info: Info, category_id: strawberry.ID, amount: Decimal) -> Budget:
+        tenant = await info.context.tenant()
+        category = decode_id(category_id, "Category", field="categoryId")
+        async with info.context.db() as session:
+            view = await budgets_service.set_budget(session, tenant, category, amount)
+        return Budget.of(view)
+
+    @strawberry.mutation(
+        permission_classes=[CanWrite],
+        description="Remove a category's budget; false when it had none.",
+    )
+    async def remove_budget(self, info: Info, category_id: strawberry.ID) -> bool:
+        tenant = await info.context.tenant()
+        category = decode_id(category_id, "Category", field="categoryId")
+        async with info.context.db() as session:
+            return await budgets_service.remove_budget(session, tenant, category)

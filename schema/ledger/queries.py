@@ -9,6 +9,7 @@ import strawberry
 from strawberry import relay
 
 from domain.ledger import accounts as accounts_service
+from domain.ledger import budgets as budgets_service
 from domain.ledger import reports
 from domain.ledger import transactions as tx_service
 from domain.ledger.repository import LedgerRepository
@@ -18,6 +19,7 @@ from schema.context import Info
 from schema.ids import decode_id, decode_ids
 from schema.ledger.types import (
     Account,
+    Budget,
     Cashflow,
     CashflowMonth,
     Category,
@@ -226,3 +228,10 @@ class LedgerQuery:
         async with info.context.db() as session:
             rows = await LedgerRepository(session, tenant.workspace_id).all_fx_rates()
         return [FxRate(base=r.base, quote=r.quote, date=r.date, rate=r.rate) for r in rows]
+
+    @strawberry.field(permission_classes=[CanRead], description="Monthly budgets by category.")
+    async def budgets(self, info: Info) -> list[Budget]:
+        tenant = await info.context.tenant()
+        async with info.context.db() as session:
+            views = await budgets_service.list_budgets(session, tenant)
+        return [Budget.of(view) for view in views]

@@ -11,7 +11,9 @@ from typing import Any
 import strawberry
 from strawberry import relay
 
+from domain.core.errors import NotFound
 from domain.ledger import accounts as accounts_service
+from domain.ledger import budgets as budgets_service
 from domain.ledger import reports
 from domain.ledger import transactions as tx_service
 from domain.ledger.models import Category as CategoryRow
@@ -193,6 +195,8 @@ class Posting:
         if self.category_id is None:
             return None
         row = await info.context.loaders.category.load(self.category_id)
+        if row is None:  # a budget's category is a foreign key: only a race gets here
+            raise NotFound("Category not found", field="categoryId")
         return Category.of(row) if row else None
 
 
@@ -314,6 +318,8 @@ class SummaryRow:
         if self.category_id is None:
             return None
         row = await info.context.loaders.category.load(self.category_id)
+        if row is None:  # a budget's category is a foreign key: only a race gets here
+            raise NotFound("Category not found", field="categoryId")
         return Category.of(row) if row else None
 
 
@@ -376,3 +382,25 @@ class FxRate:
 
 def month_label(month: int) -> str:
     return f"{month // 100}-{month % 100:02d}"
+
+
+@strawberry.type(
+    description="A monthly spending limit on an expense category and its subcategories."
+)
+class Budget:
+    amount: Money = strawberry.field(description="Per month, in the workspace's base currency.")
+    updated_at: dt.datetime
+    category_id: strawberry.Private[uuid.UUID]
+
+    @classmethod
+    def of(cls, view: budgets_service.BudgetView) -> Budget:
+        return cls(
+            amount=Money.of(view.amount), updated_at=view.updated_at, category_id=view.category_id
+        )
+
+    @strawberry.field
+    async def category(self, info: Info) -> Category:
+        row = await info.context.loaders.category.load(self.category_id)
+        if row is None:  # a budget's category is a foreign key: only a race gets here
+            raise NotFound("Category not found", field="categoryId")
+        return Category.of(row)

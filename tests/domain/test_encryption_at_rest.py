@@ -16,6 +16,7 @@ from domain.demo import seed_household
 from domain.identity import service as identity
 from domain.identity.models import User
 from domain.ledger import accounts as accounts_service
+from domain.ledger import budgets
 from domain.ledger import transactions as tx_service
 from domain.ledger.models import Posting, Transaction
 from domain.ledger.repository import LedgerRepository
@@ -65,6 +66,9 @@ async def _seed_and_collect(settings: Settings) -> set[bytes]:
         for posting in postings:
             money = tx_service.posting_view(tenant, posting).amount
             needles.add(str(abs(money.amount)))  # as decimal text, e.g. "1499.00"
+        views = await budgets.list_budgets(session, tenant)
+        assert views
+        needles.update(str(view.amount.amount) for view in views)
         cipher = await keyring.cipher(session, SYSTEM_OWNER)
         for user in (await session.execute(select(User))).scalars():
             needles.add(cipher.open_text(user.email_enc, "users", "email", user.id))

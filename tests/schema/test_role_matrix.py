@@ -182,6 +182,16 @@ MATRIX: dict[str, Row] = {
         "{ rate } }",
         WRITERS,
     ),
+    "setBudget": Row(
+        'mutation($c: ID!) { setBudget(categoryId: $c, amount: "5000") { amount { amount } } }',
+        WRITERS,
+        lambda w, c: w.category("Groceries"),
+    ),
+    "removeBudget": Row(
+        "mutation($c: ID!) { removeBudget(categoryId: $c) }",
+        WRITERS,
+        lambda w, c: w.budget_to_remove(),
+    ),
     "createApiToken": Row(
         CREATE_TOKEN,
         frozenset({Caller.OWNER, Caller.MEMBER, Caller.VIEWER}),
@@ -303,6 +313,17 @@ class World:
 
     async def new_category(self) -> dict[str, Any]:
         return {"i": {"name": f"Cat {uuid.uuid4().hex[:8]}", "kind": "EXPENSE"}}
+
+    async def category(self, name: str) -> dict[str, Any]:
+        return {"c": self.categories[name]}
+
+    async def budget_to_remove(self) -> dict[str, Any]:
+        """A budget the owner has just set: a refused removal must leave it in place."""
+        await self.as_caller(Caller.OWNER).ok(
+            'mutation($c: ID!) { setBudget(categoryId: $c, amount: "900") { amount { amount } } }',
+            c=self.categories["Dining out"],
+        )
+        return {"c": self.categories["Dining out"]}
 
     async def transaction_input(self) -> dict[str, Any]:
         return {

@@ -88,6 +88,11 @@ PAGE = (
     "account { name } } } } }"
 )
 NODE = "query($id: ID!) { node(id: $id) { id __typename } }"
+SET_BUDGET = (
+    'mutation($c: ID!) { setBudget(categoryId: $c, amount: "1") '
+    "{ category { id name } amount { amount } } }"
+)
+REMOVE_BUDGET = "mutation($c: ID!) { removeBudget(categoryId: $c) }"
 
 
 def _journal(account: str, other: str) -> dict[str, Any]:
@@ -113,6 +118,7 @@ def _cases() -> list[Attack]:
         "cashflow": '{ cashflow(period: {start: "2025-01-01", end: "2025-12-31"}) { months { income { amount } expenses { amount } } } }',  # noqa: E501
         "netWorth": "{ netWorth(months: 24) { net { amount } history { month net { amount } } } }",
         "fxRates": "{ fxRates { base quote rate date } }",
+        "budgets": "{ budgets { category { id name } amount { amount currency } } }",
         "auditLog": "{ auditLog(first: 100) { edges { node { id action targetIds actorId } } } }",
         "loginProviders": "{ loginProviders { name displayName loginUrl } }",
     }
@@ -479,6 +485,39 @@ def _cases() -> list[Attack]:
             victim_header=True,
         ),
         Attack(
+            "setBudget",
+            "on the victim's category",
+            SET_BUDGET,
+            lambda ids: {"c": ids["category"]},
+        ),
+        Attack(
+            "setBudget",
+            "on the victim's category, victim header",
+            SET_BUDGET,
+            lambda ids: {"c": ids["category"]},
+            victim_header=True,
+        ),
+        Attack(
+            "setBudget",
+            "on own category, victim header",
+            SET_BUDGET,
+            lambda ids: {"c": ids["own_category"]},
+            victim_header=True,
+        ),
+        Attack(
+            "removeBudget",
+            "the victim's category's budget",
+            REMOVE_BUDGET,
+            lambda ids: {"c": ids["category"]},
+        ),
+        Attack(
+            "removeBudget",
+            "the victim's category's budget, victim header",
+            REMOVE_BUDGET,
+            lambda ids: {"c": ids["category"]},
+            victim_header=True,
+        ),
+        Attack(
             "setFxRate",
             "with the victim header",
             'mutation { setFxRate(base: "USD", quote: "INR", date: "2025-03-01", rate: "1") { rate } }',  # noqa: E501
@@ -586,6 +625,7 @@ SNAPSHOT = """{
   categories { id name }
   tags { id name }
   fxRates { base quote rate date }
+  budgets { category { id } amount { amount currency } }
   transactions(first: 100) { edges { node { id payee narration amount { amount } } } }
   apiTokens { id name revokedAt }
 }"""
@@ -610,6 +650,10 @@ async def _victim(make_client: Callable[[], Client]) -> Household:
             n=f"{MARK} category",
         )
     )["createCategory"]["id"]
+    await client.ok(
+        'mutation($c: ID!) { setBudget(categoryId: $c, amount: "4200") { amount { amount } } }',
+        c=category,
+    )
     key = f"victim-key-{uuid.uuid4().hex}"
     transaction = await post(
         client,
