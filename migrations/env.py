@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 from sqlmodel.sql.sqltypes import AutoString
 
+import domain.advisor.models
 import domain.audit.models
 import domain.core.models
 import domain.identity.models

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import strawberry
 from graphql import GraphQLError
 from strawberry import relay
@@ -10,9 +12,10 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from domain.core.errors import DomainError
+from schema.advisor import AdvisorMutation, AdvisorQuery, AdvisorSubscription
 from schema.audit import AuditMutation, AuditQuery, AuditTrail
 from schema.cost import OperationCost
-from schema.errors import ErrorCodes, WriteIntent
+from schema.errors import ErrorCodes, WriteIntent, classify
 from schema.identity.api import IdentityMutation, IdentityQuery
 from schema.identity.api_tokens import ApiTokenMutation, ApiTokenQuery
 from schema.identity.oidc import OidcQuery
@@ -30,10 +33,12 @@ class NodeQuery:
 
 
 Query = merge_types(
-    "Query", (IdentityQuery, OidcQuery, LedgerQuery, NodeQuery, AuditQuery, ApiTokenQuery)
+    "Query",
+    (IdentityQuery, OidcQuery, LedgerQuery, NodeQuery, AuditQuery, ApiTokenQuery, AdvisorQuery),
 )
 Mutation = merge_types(
-    "Mutation", (IdentityMutation, LedgerMutation, AuditMutation, ApiTokenMutation)
+    "Mutation",
+    (IdentityMutation, LedgerMutation, AuditMutation, ApiTokenMutation, AdvisorMutation),
 )
 
 
@@ -50,8 +55,19 @@ class WealthWiseSchema(strawberry.Schema):
         ]
         super().process_errors(unexpected, execution_context)
 
+    async def _handle_execution_result(
+        self, context: ExecutionContext, result: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        """Each event of a subscription passes here (queries and mutations too): give its
+        errors their codes and mask the unexpected ones, as ErrorCodes does per request."""
+        handled = await super()._handle_execution_result(context, result, *args, **kwargs)
+        errors = getattr(handled, "errors", None)
+        if errors:
+            handled.errors = [classify(error) for error in errors]
+        return handled
 
-Subscription = merge_types("Subscription", (RealtimeSubscription,))
+
+Subscription = merge_types("Subscription", (RealtimeSubscription, AdvisorSubscription))
 
 schema = WealthWiseSchema(
     query=Query,

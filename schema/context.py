@@ -196,6 +196,12 @@ class RequestContext:
             "Subscriptions are served over WebSocket (graphql-transport-ws) at /graphql"
         )
 
+    async def event_position(self) -> int:
+        """The workspace's last event sequence number now: only a WebSocket connection."""
+        raise WebSocketRequired(
+            "Subscriptions are served over WebSocket (graphql-transport-ws) at /graphql"
+        )
+
     @property
     def loaders(self) -> LedgerLoaders:
         if self._loaders is None:

@@ -182,6 +182,7 @@ def _text(value: str | bytes) -> str:
 
 def build_broker(settings: Settings) -> AsyncBroker:
     """The broker for `settings`, with the retry middleware and every registered task."""
+    import workers.advisor  # noqa: F401  (declares its tasks)
     from workers.tasks import register_tasks
 
     broker: AsyncBroker

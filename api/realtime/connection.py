@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.websockets import WebSocket, WebSocketState
 
 from api.realtime.hub import CloseReason, Hub, Subscription, SubscriptionClosed
-from api.realtime.stream import workspace_stream
+from api.realtime.stream import current_seq, workspace_stream
 from domain.core.db import bind_scope, session_for, unit_of_work
 from domain.core.errors import DomainError, Forbidden, Unauthenticated
 from domain.identity import api_tokens
@@ -217,6 +217,10 @@ class ConnectionContext(RequestContext):
         self._loaders = None
 
     # --- events ----------------------------------------------------------------------
+
+    async def event_position(self) -> int:
+        tenant = await self.tenant()
+        return await current_seq(self.services.engine, tenant.workspace_id)
 
     async def events(self, since: int | None) -> AsyncIterator[Envelope]:
         tenant = await self.tenant()

@@ -15,6 +15,7 @@ from sqlalchemy import Column, ColumnElement, Table, and_, func, literal, or_, t
 from sqlalchemy.types import LargeBinary
 from sqlmodel import SQLModel
 
+from domain.advisor.models import AdvisorMessage, AdvisorThread
 from domain.audit.models import AuditEvent
 from domain.core.crypto import SYSTEM_OWNER, ciphertext_header
 from domain.identity.models import ApiToken, User, Workspace
@@ -87,6 +88,8 @@ ENCRYPTED: tuple[EncryptedTable, ...] = (
     EncryptedTable(MonthTotal, ("amount",), "workspace_id"),
     EncryptedTable(ApiToken, ("name",), "workspace_id"),
     EncryptedTable(Budget, ("amount",), "workspace_id"),
+    EncryptedTable(AdvisorThread, ("title",), "workspace_id"),
+    EncryptedTable(AdvisorMessage, ("content", "tool_calls", "citations", "flags"), "workspace_id"),
 )
 
 # Sealed once and never re-encrypted: the audit trail is append-only (a trigger refuses

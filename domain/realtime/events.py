@@ -16,6 +16,7 @@ class EventType(enum.StrEnum):
     TRANSACTION_EDITED = "transaction.edited"
     TRANSACTION_DELETED = "transaction.deleted"
     BALANCE_CHANGED = "balance.changed"
+    ADVISOR_MESSAGE_UPDATED = "advisor.message.updated"
 
 
 _TRANSACTION_FIELDS = frozenset({"transaction", "accounts", "categories", "date"})
@@ -26,4 +27,7 @@ EVENT_FIELDS: Mapping[EventType, frozenset[str]] = {
     EventType.TRANSACTION_EDITED: _TRANSACTION_FIELDS | {"previous_date"},
     EventType.TRANSACTION_DELETED: _TRANSACTION_FIELDS,
     EventType.BALANCE_CHANGED: frozenset({"accounts"}),
+    # An advisor answer was saved again (it grew, called a tool, or finished): subscribers
+    # re-read the message; the text itself never travels in an event.
+    EventType.ADVISOR_MESSAGE_UPDATED: frozenset({"message", "thread", "version", "status"}),
 }

@@ -8,6 +8,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
+import domain.advisor.models
 import domain.audit.models
 import domain.core.models
 import domain.identity.models

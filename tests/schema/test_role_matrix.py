@@ -187,6 +187,10 @@ MATRIX: dict[str, Row] = {
         WRITERS,
         lambda w, c: w.category("Groceries"),
     ),
+    "askAdvisor": Row(
+        'mutation { askAdvisor(question: "How much did we spend last month?") { answer { id } } }',
+        frozenset({Caller.OWNER, Caller.MEMBER, Caller.VIEWER}),
+    ),
     "removeBudget": Row(
         "mutation($c: ID!) { removeBudget(categoryId: $c) }",
         WRITERS,

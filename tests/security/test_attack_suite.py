@@ -36,6 +36,8 @@ VICTIM_IDS = (
     "transaction",
     "transfer",
     "api_token",
+    "advisor_thread",
+    "advisor_message",
 )
 
 
@@ -121,6 +123,7 @@ def _cases() -> list[Attack]:
         "budgets": "{ budgets { category { id name } amount { amount currency } } }",
         "auditLog": "{ auditLog(first: 100) { edges { node { id action targetIds actorId } } } }",
         "loginProviders": "{ loginProviders { name displayName loginUrl } }",
+        "advisorThreads": "{ advisorThreads { id title messages { id content } } }",
     }
     for name, query in read_everything.items():
         cases.append(
@@ -518,6 +521,32 @@ def _cases() -> list[Attack]:
             victim_header=True,
         ),
         Attack(
+            "advisorThread",
+            "the victim's thread id",
+            "query($id: ID!) { advisorThread(id: $id) { id title messages { id content } } }",
+            lambda ids: {"id": ids["advisor_thread"]},
+        ),
+        Attack(
+            "advisorThread",
+            "the victim's thread id + victim header",
+            "query($id: ID!) { advisorThread(id: $id) { id title messages { id content } } }",
+            lambda ids: {"id": ids["advisor_thread"]},
+            victim_header=True,
+        ),
+        Attack(
+            "askAdvisor",
+            "a question in the victim's thread",
+            'mutation($t: ID!) { askAdvisor(threadId: $t, question: "and now?")'
+            " { thread { id title } answer { id } } }",
+            lambda ids: {"t": ids["advisor_thread"]},
+        ),
+        Attack(
+            "askAdvisor",
+            "a question under the victim's header",
+            'mutation { askAdvisor(question: "What did we spend?") { answer { id } } }',
+            victim_header=True,
+        ),
+        Attack(
             "setFxRate",
             "with the victim header",
             'mutation { setFxRate(base: "USD", quote: "INR", date: "2025-03-01", rate: "1") { rate } }',  # noqa: E501
@@ -556,8 +585,25 @@ def _subscription_cases() -> list[Attack]:
             Attack(name, "own workspace: nothing of the victim's shows", query),
             Attack(name, "the victim's workspace in connection_init", query, victim_header=True),
         ]
+    answer = (
+        "subscription($id: ID!) { advisorAnswer(messageId: $id) { kind text "
+        "message { id content citations { transactionId } } } }"
+    )
     return [
         *cases,
+        Attack(
+            "advisorAnswer",
+            "the victim's answer id",
+            answer,
+            lambda ids: {"id": ids["advisor_message"]},
+        ),
+        Attack(
+            "advisorAnswer",
+            "the victim's answer id + the victim's workspace",
+            answer,
+            lambda ids: {"id": ids["advisor_message"]},
+            victim_header=True,
+        ),
         Attack("workspaceEvents", "since 0: the whole history", events, lambda ids: {"s": 0}),
         Attack(
             "workspaceEvents",
@@ -628,6 +674,7 @@ SNAPSHOT = """{
   budgets { category { id } amount { amount currency } }
   transactions(first: 100) { edges { node { id payee narration amount { amount } } } }
   apiTokens { id name revokedAt }
+  advisorThreads { id title messages { id role content } }
 }"""
 
 
@@ -689,6 +736,12 @@ async def _victim(make_client: Callable[[], Client]) -> Household:
             n=f"{MARK} script",
         )
     )["createApiToken"]["apiToken"]["id"]
+    asked = (
+        await client.ok(
+            "mutation($q: String!) { askAdvisor(question: $q) { thread { id } answer { id } } }",
+            q=f"{MARK} how much did we spend?",
+        )
+    )["askAdvisor"]
     tags = (await client.ok("{ tags { id name } }"))["tags"]
     page = (await client.ok("{ transactions(first: 1) { edges { cursor } } }"))["transactions"]
     invitation = (
@@ -711,6 +764,8 @@ async def _victim(make_client: Callable[[], Client]) -> Household:
         "idempotency_key": key,
         "invitation_token": invitation,
         "api_token": api_token,
+        "advisor_thread": asked["thread"]["id"],
+        "advisor_message": asked["answer"]["id"],
     }
     # the "guessed" raw uuid is the victim account's own uuid, without the relay wrapper
     victim.ids["account_raw"] = str(decode_id(account, "Account"))
