@@ -16,7 +16,8 @@ RESULT = {
 
 
 def test_figures_are_read_as_a_reader_sees_them() -> None:
-    text = "1. You spent ₹12,345.50 (-3.5%) over 7 purchases [txn:0f8e6a1c-1111-4222-8333-944455556666]"
+    cited = "[txn:0f8e6a1c-1111-4222-8333-944455556666]"
+    text = f"1. You spent ₹12,345.50 (-3.5%) over 7 purchases {cited}"
     assert [value for _, value in figures_in(text)] == [
         Decimal("12345.5"),
         Decimal("-3.5"),
