@@ -25,7 +25,7 @@ from domain.advisor.tools.position import CashFlowTool, NetWorthTool
 from domain.advisor.tools.recurring import RecurringPaymentsTool
 from domain.advisor.tools.search import SearchTransactionsTool
 from domain.advisor.tools.spending import ComparePeriodsTool, SpendingTool
-from domain.core.errors import DomainError
+from domain.core.errors import BadInput, NotFound
 
 __all__ = [
     "SearchHit",
@@ -70,5 +70,5 @@ async def run_tool(ctx: ToolContext, name: str, arguments: Mapping[str, Any]) ->
         return await tool.run(ctx, arguments)
     except ToolInputError:
         raise
-    except DomainError as error:
+    except (BadInput, NotFound) as error:
         raise ToolInputError(error.message, field=error.field) from None
