@@ -13,6 +13,7 @@ Hand-written templates: no library turns these tools' results into prose without
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,7 @@ from domain.advisor.figures import unverified_figures
 logger = logging.getLogger(__name__)
 
 ROWS_SHOWN = 5
+_EXAMPLE = re.compile(r"\s*\(e\.g\.[^)]*\)")
 RECURRING_SHOWN = 12
 HITS_SHOWN = 10
 
@@ -88,7 +90,9 @@ def preamble(plan: Plan) -> str:
 def cannot_answer(plan: Plan) -> list[str]:
     """Why the question cannot be answered, and questions that can."""
     if plan.missing:
-        lines = [f"To work that out I need {join(list(plan.missing))}."]
+        # the plan's examples ("e.g. 8.5%") are figures of no source: left out
+        needed = [_EXAMPLE.sub("", item) for item in plan.missing]
+        lines = [f"To work that out I need {join(needed)}. Ask again with them included."]
     elif plan.intent == Intent.CANNOT_ANSWER:
         lines = [
             "I can't help with that one. I answer questions about this workspace's own money "
@@ -99,7 +103,9 @@ def cannot_answer(plan: Plan) -> list[str]:
     else:
         lines = ["I could not find the figures for that question."]
     if plan.suggestions:
-        lines.append("Questions I can answer for you, for example:")
+        lines.append(
+            "Or ask me something like:" if plan.missing else "Questions I can answer for you:"
+        )
         lines += [f"- {suggestion}" for suggestion in plan.suggestions]
     return lines
 
