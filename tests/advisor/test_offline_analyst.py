@@ -18,6 +18,7 @@ import pytest_asyncio
 
 from domain import demo
 from domain.advisor.analyst.provider import OfflineAnalyst, build_vocabulary, offline_provider
+from domain.advisor.analyst.wording import money
 from domain.advisor.figures import figures_in, unverified_figures
 from domain.advisor.llm import (
     SENIOR_WEALTH_ADVISOR,
@@ -551,3 +552,24 @@ async def test_the_vocabulary_is_the_workspaces_own_names(household: Household) 
     payees = {d.payee.strip() for d in household.drafts if d.payee and d.payee.strip()}
     assert {p.casefold() for p in by_kind["payee"]} == {p.casefold() for p in payees}
     assert len(by_kind["payee"]) == len({p.casefold() for p in payees})
+
+
+# --- how figures are written ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "written"),
+    [
+        ({"amount": "12345.50", "currency": "INR"}, "₹12,345.50"),
+        ({"amount": "-40.00", "currency": "INR"}, "-₹40.00"),
+        ({"amount": "2.99", "currency": "USD"}, "$2.99"),
+        ({"amount": "1200", "currency": "JPY"}, "JPY 1,200"),
+        ({"amount": "1234567.125", "currency": "BHD"}, "BHD 1,234,567.125"),
+    ],
+)
+async def test_money_is_written_so_the_guardrail_reads_the_tools_amount(
+    value: dict[str, str], written: str
+) -> None:
+    assert money(value) == written
+    assert unverified_figures(f"You spent {written}.", [{"total": value}]) == []
+    assert figures(written) == {abs(Decimal(value["amount"])).normalize()}
