@@ -26,8 +26,10 @@ from domain.advisor.llm import (
     Stop,
     TextDelta,
     ToolCall,
+    ToolResultBlock,
     ToolResultEvent,
     ToolSpec,
+    ToolUseBlock,
     converse,
 )
 from domain.advisor.tools import SearchHit, TransactionSearch, run_tool, toolbox
@@ -573,3 +575,22 @@ async def test_money_is_written_so_the_guardrail_reads_the_tools_amount(
     assert money(value) == written
     assert unverified_figures(f"You spent {written}.", [{"total": value}]) == []
     assert figures(written) == {abs(Decimal(value["amount"])).normalize()}
+
+
+async def test_a_result_of_an_unknown_shape_is_reported_not_guessed(
+    analyst: OfflineAnalyst,
+) -> None:
+    call = ToolUseBlock("offline-1", "spending", {"start": "2026-02-01", "end": "2026-02-28"})
+    period = '"period": {"start": "2026-02-01", "end": "2026-02-28"}'
+    result = "{" + period + ', "total": {"amount": "oops", "currency": "INR"}, "rows": []}'
+    messages = [
+        Message.user("How much did we spend last month?"),
+        Message("assistant", (call,)),
+        Message("user", (ToolResultBlock("offline-1", result),)),
+    ]
+    events = [e async for e in analyst.stream(system="", messages=messages, tools=tool_specs())]
+
+    text = "".join(e.text for e in events if isinstance(e, TextDelta))
+    assert "I got your spending, but could not read it." in text
+    assert figures(text) == set()
+    assert isinstance(events[-1], Stop) and events[-1].reason == "end_turn"

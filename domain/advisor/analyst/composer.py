@@ -1,6 +1,6 @@
 """The offline analyst's answers, written from the tools' results.
 
-`compose(question, plan, calls)` turns each tool call and its result into a few short lines
+`Composer(question, plan).answer(answered)` turns each tool call and its result into short lines
 in the Senior Wealth Advisor's voice: the answer and its figures first, then at most a few
 lines of detail, the plan's assumptions, and transactions cited as `[txn:<id>]` where a
 result lists them. Every figure is copied from a result or the question; `checked` drops
@@ -34,9 +34,9 @@ from domain.advisor.figures import figures_in, unverified_figures
 logger = logging.getLogger(__name__)
 
 ROWS_SHOWN = 5
-_EXAMPLE = re.compile(r"\s*\(e\.g\.[^)]*\)")
 RECURRING_SHOWN = 12
 HITS_SHOWN = 10
+_EXAMPLE = re.compile(r"\s*\(e\.g\.[^)]*\)")
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def preamble(plan: Plan) -> str:
     """One sentence saying which figures are being fetched (streamed before the tool calls)."""
     call = plan.calls[0]
     subject = _subject(call.arguments) or "your"
-    what = {
+    return {
         Intent.SPENDING: f"Let me add up {_possessive(subject)} spending.",
         Intent.COMPARE_PERIODS: f"Let me compare {_possessive(subject)} spending in both periods.",
         Intent.RECURRING_PAYMENTS: "Let me look for the payments that recur in your ledger.",
@@ -82,7 +82,6 @@ def preamble(plan: Plan) -> str:
         Intent.BUDGET_STATUS: "Let me check your budgets.",
         Intent.SEARCH_TRANSACTIONS: "Let me search your transactions.",
     }.get(plan.intent, "Let me look that up.")
-    return what
 
 
 def cannot_answer(plan: Plan) -> list[str]:
@@ -128,7 +127,14 @@ class Composer:
             if write is None:
                 lines.append(f"I ran {item.name}, but I cannot summarise its result.")
                 continue
-            lines += write(self, item.arguments, item.result)
+            try:
+                lines += write(self, item.arguments, item.result)
+            except (KeyError, TypeError, ValueError, ArithmeticError):
+                # a result of another shape than this writer knows: say so, never guess
+                logger.exception("offline analyst could not read a %s result", item.name)
+                lines.append(
+                    f"I got {_TOOL_WORDS.get(item.name, item.name)}, but could not read it."
+                )
         if self._planned(answered):
             lines += self._notes()
         if len(answered) == 1 and not answered[0].is_error and answered[0].name in _FOLLOW_UPS:

@@ -11,20 +11,18 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 SYMBOLS = {"INR": "₹", "USD": "$", "EUR": "€", "GBP": "£"}
 
 
 def amount_of(value: Mapping[str, Any] | None) -> Decimal:
-    """The decimal amount of a tool's money object (0 when absent)."""
+    """The decimal amount of a tool's money object (0 when the object is absent; a malformed
+    amount raises InvalidOperation, an ArithmeticError)."""
     if not value:
         return Decimal(0)
-    try:
-        return Decimal(str(value["amount"]))
-    except (InvalidOperation, KeyError):
-        return Decimal(0)
+    return Decimal(str(value["amount"]))
 
 
 def money(value: Mapping[str, Any], *, unsigned: bool = False) -> str:
