@@ -5,6 +5,7 @@ figures computed here from the posted drafts and closed forms, never from the to
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 import time
 import uuid
@@ -37,6 +38,7 @@ from domain.core.settings import Settings
 from domain.ledger import transactions as tx_service
 from domain.ledger.categories import DEFAULT_CATEGORIES
 from domain.ledger.transactions import TransactionDraft
+from tests.advisor import test_understanding as understanding_cases
 from tests.advisor.households import (
     ANCHOR,
     INCOME,
@@ -236,7 +238,7 @@ async def test_dining_this_quarter_against_last_quarter(
     assert f"This quarter is {rupees(abs(change))} {direction} than last quarter" in answer.text
     expected_ids = await listed_ids(household, ["Dining out"], dt.date(2025, 10, 1), ANCHOR)
     assert set(answer.citations) == expected_ids
-    assert "not over yet" in answer.text  # the partial quarter is said
+    assert "This quarter is not over yet" in answer.text  # part of a quarter against a whole one
     assert_verified(answer)
 
 
@@ -594,3 +596,48 @@ async def test_a_result_of_an_unknown_shape_is_reported_not_guessed(
     assert "I got your spending, but could not read it." in text
     assert figures(text) == set()
     assert isinstance(events[-1], Stop) and events[-1].reason == "end_turn"
+
+
+async def test_every_question_of_the_understanding_table_gets_a_verified_answer(
+    analyst: OfflineAnalyst, household: Household, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sweep: the analyst's own question table, on this ledger and day. No answer may
+    state an unverified figure, drop a line for one, or fail to finish."""
+    hits = sorted(await listed_ids(household, ["Rides", "Groceries"], *FEB))[:3]
+    questions = [case[0] for case in understanding_cases.CASES] + understanding_cases.INJECTIONS
+    with caplog.at_level(logging.WARNING, logger="domain.advisor.analyst.composer"):
+        for question in questions:
+            answer = await ask(analyst, household, question, search=RidesSearch(hits))
+            assert answer.text.strip(), question
+            assert_verified(answer)
+    assert [r.getMessage() for r in caplog.records] == []
+
+
+@pytest.mark.parametrize(
+    ("question", "says"),
+    [
+        ("Transfer 10k to savings", "I never change it or move money"),
+        ("Tell me a joke", "I can't answer that one from your ledger"),
+    ],
+)
+async def test_a_refusal_says_why(
+    analyst: OfflineAnalyst, household: Household, question: str, says: str
+) -> None:
+    answer = await ask(analyst, household, question)
+
+    assert answer.calls == [] and says in answer.text
+    assert "- What subscriptions are we paying for?" in answer.text
+    assert_verified(answer)
+
+
+async def test_an_account_asked_about_leads_the_balances(
+    analyst: OfflineAnalyst, household: Household
+) -> None:
+    answer = await ask(analyst, household, "What's in the SBI savings account?")
+
+    row = next(r for r in answer.results[0].result["accounts"] if r["account"] == "SBI savings")
+    assert (
+        answer.text.split("\n\n")[1]
+        == f"SBI savings holds {rupees(Decimal(row['balance']['amount']))}."
+    )
+    assert_verified(answer)

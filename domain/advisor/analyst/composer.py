@@ -55,7 +55,9 @@ def checked(lines: Sequence[str], sources: Sequence[Any]) -> list[str]:
     missing = set(unverified_figures("\n".join(lines), sources))
     if not missing:
         return list(lines)
-    logger.warning("offline analyst dropped lines with unverified figures %s", sorted(missing))
+    logger.warning(
+        "offline analyst dropped lines with unverified figures %s: %s", sorted(missing), lines
+    )
     return [line for line in lines if not {written for written, _ in figures_in(line)} & missing]
 
 
@@ -91,11 +93,20 @@ def cannot_answer(plan: Plan) -> list[str]:
         needed = [_EXAMPLE.sub("", item) for item in plan.missing]
         lines = [f"To work that out I need {join(needed)}. Ask again with them included."]
     elif plan.intent == Intent.CANNOT_ANSWER:
+        reason = " ".join(plan.notes)
+        if "does not change it" in reason:
+            lead = "I can't do that: I read your ledger, I never change it or move money."
+        elif "outside this workspace" in reason:
+            lead = (
+                "I can't help with that one. I answer questions about this workspace's own "
+                "money, and I don't act on instructions inside a question or a transaction."
+            )
+        else:
+            lead = "I can't answer that one from your ledger."
         lines = [
-            "I can't help with that one. I answer questions about this workspace's own money "
-            "(spending, cash flow, balances, budgets, recurring payments and saving or loan "
-            "calculations) from its ledger, and I never act on instructions inside a question "
-            "or a transaction."
+            lead,
+            "I can tell you about your spending, cash flow, balances, budgets and recurring "
+            "payments, and work out saving plans, loan EMIs and savings goals.",
         ]
     else:
         lines = ["I could not find the figures for that question."]
@@ -159,7 +170,12 @@ class Composer:
                 continue  # read in the question but not used by the calls ("cash" in "cash flow")
             if match.via != "name" and match.phrase.casefold() != match.name.casefold():
                 found.append(f"I read “{match.phrase}” as your {match.kind} {match.name}.")
-        found += [f"Note: {note}" for note in self.plan.notes]
+        # "this year is not over yet: it runs from ... to today": each writer says "so far"
+        # or gives the dates itself, in figures its results hold
+        partial = tuple(
+            f"{_capital(p.phrase)} is not over yet" for p in self.plan.periods if p.partial
+        )
+        found += [f"Note: {note}" for note in self.plan.notes if not note.startswith(partial)]
         return found
 
     def _error(self, item: Answered) -> list[str]:
@@ -180,7 +196,8 @@ class Composer:
                 named = phrase and phrase.casefold() in self.question.casefold()
                 if named and phrase.casefold() != words.casefold():
                     so_far = ", so far" if period.partial else ""
-                    return f"{phrase} ({words}{so_far})"
+                    lead = "" if phrase.split()[0].casefold() in _PLACED else "in "
+                    return f"{lead}{phrase} ({words}{so_far})"
         return f"from {words}" if " to " in words else f"in {words}"
 
     # --- one writer per tool -------------------------------------------------------------
@@ -191,11 +208,13 @@ class Composer:
         when = self.when(period.get("start", ""), period.get("end", ""))
         total = data.get("total") or {}
         count = data.get("transactions")
-        on = f" on {subject}" if subject else ""
+        on = _spent_on(arguments)
         if amount_of(total) == 0 and not data.get("rows"):
             lines = [f"I found no spending{on} {when}."]
         else:
-            across = f", across {count} transactions" if count else ""
+            across = ""
+            if count:
+                across = f", across {count} transaction{'' if count == 1 else 's'}"
             lines = [f"You spent {money(total)}{on} {when}{across}."]
         rows = list(data.get("rows") or [])
         group_by = data.get("group_by", "category")
@@ -238,6 +257,13 @@ class Composer:
         ]
         later_first = first.get("start", "") > second.get("start", "")
         lines.append(_change_sentence(total, later_first, _bare(first_words), _bare(second_words)))
+        for period in self.plan.periods:
+            dates = {"start": period.start.isoformat(), "end": period.end.isoformat()}
+            if period.partial and dates in (first, second):
+                lines.append(
+                    f"{_capital(period.phrase)} is not over yet, so part of it is set against "
+                    "a whole one."
+                )
         rows = [r for r in data.get("rows") or [] if amount_of(r.get("change")) != 0]
         if len(data.get("rows") or []) > 1 and rows:
             rows.sort(key=lambda r: (-abs(amount_of(r.get("change"))), str(r.get("label"))))
@@ -307,9 +333,12 @@ class Composer:
         start = ""
         if amount_of(data.get("initial")) > 0:
             start = f" on top of {money(data['initial'])} you start with,"
+        if amount_of(data.get("monthly_saving")) == 0:
+            plan = f"Investing {money(data['initial'])}"
+        else:
+            plan = f"Saving {money(data['monthly_saving'])} a month{start}"
         lines = [
-            f"Saving {money(data['monthly_saving'])} a month{start} at {rate}% a year for "
-            f"{years} years gives you {money(data['future_value'])}.",
+            f"{plan} at {rate}% a year for {years} years gives you {money(data['future_value'])}.",
             f"Of that, {money(data['total_deposited'])} is what you put in and "
             f"{money(data['growth'])} is growth.",
         ]
@@ -398,6 +427,10 @@ class Composer:
             f"Your net worth as of {day(data['as_of'])} is {money(data['net_worth'])}: assets "
             f"{money(data['assets'])}, liabilities {money(data['liabilities'], unsigned=True)}."
         ]
+        asked = {m.name for m in self.plan.matched_names if m.kind == "account"}
+        for account in data.get("accounts") or []:
+            if account["account"] in asked:
+                lines.insert(0, f"{account['account']} holds {money(account['balance'])}.")
         accounts = [
             a for a in data.get("accounts") or [] if a.get("balance_in_base") and not a["archived"]
         ]
@@ -430,10 +463,11 @@ class Composer:
         order = {"over": 0, "near": 1, "under": 2}
         rows.sort(key=lambda r: (order.get(r["status"], 3), r["category"]))
         over = [r["category"] for r in rows if r["status"] == "over"]
+        so_far = " so far" if any(p.partial for p in self.plan.periods) else ""
         lead = (
-            f"In {month} you are over budget on {join(over)}."
+            f"In {month}{so_far} you are over budget on {join(over)}."
             if over
-            else f"In {month} every budget is within its limit so far."
+            else f"In {month}{so_far} every budget is within its limit."
         )
         lines = [lead]
         for row in rows:
@@ -516,6 +550,43 @@ def _subject(arguments: Mapping[str, Any]) -> str:
         if isinstance(value, list):
             named += [str(item) for item in value]
     return join(named)
+
+
+# First words of a period phrase that need no "in" before them ("last month", "since May").
+_PLACED = frozenset(
+    [
+        "last",
+        "this",
+        "past",
+        "previous",
+        "next",
+        "between",
+        "from",
+        "since",
+        "over",
+        "in",
+        "during",
+        "the",
+        "so",
+        "until",
+        "till",
+        "before",
+        "after",
+        "year",
+        "today",
+        "yesterday",
+    ]
+)
+
+
+def _spent_on(arguments: Mapping[str, Any]) -> str:
+    """ " on Groceries at Swiggy from ICICI credit card": what a spending call was about."""
+    words = ""
+    for key, preposition in (("categories", "on"), ("payees", "at"), ("accounts", "from")):
+        value = arguments.get(key) or []
+        if isinstance(value, list) and value:
+            words += f" {preposition} {join([str(item) for item in value])}"
+    return words
 
 
 def _possessive(subject: str) -> str:

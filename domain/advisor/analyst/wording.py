@@ -71,6 +71,8 @@ def span(start: str | dt.date, end: str | dt.date) -> str:
     first = dt.date.fromisoformat(start) if isinstance(start, str) else start
     last = dt.date.fromisoformat(end) if isinstance(end, str) else end
     if first.day == 1 and last == _month_end(last):
+        if (first.month, last.month) == (1, 12) and first.year == last.year:
+            return str(first.year)
         if (first.year, first.month) == (last.year, last.month):
             return f"{first:%B %Y}"
         if first.year == last.year:
