@@ -3,7 +3,12 @@
 No model and no download: it reads a question with rules (`understand`), runs the same
 tools as the Claude adapter, and composes the answer from their results.
 
-This package holds the first half, question understanding:
+The provider (`domain.advisor.analyst.provider`: `OfflineAnalyst`, `build_vocabulary`,
+`offline_provider`) plays the model in `converse`: round 1 plans the tool calls, round 2
+writes the answer from their results (`composer`, worded by `wording`). It is imported
+from its module, not from here, so that reading questions stays free of database imports.
+
+The first half, question understanding:
 
     plan = understand(question, today=ctx.today, vocabulary=Vocabulary(names), currency="INR")
 
@@ -11,7 +16,7 @@ This package holds the first half, question understanding:
 `Name(id, name, kind)` with kind "category", "payee" or "account" (payees have no id:
 pass the name as the id).
 
-What the answer composer (round 2, written after the tools land) receives:
+What the answer composer (round 2) receives:
 - `plan.intent`: the `Intent` (a tool name, or CANNOT_ANSWER);
 - `plan.calls`: `PlannedCall(name, arguments)` in order; the provider emits each as a
   `ToolCall(id, name, input=arguments)` and gets one `ToolResult` back per call
