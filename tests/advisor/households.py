@@ -36,6 +36,7 @@ class Household:
     categories: dict[str, uuid.UUID]
     drafts: list[demo.Draft]
     rates: list[tuple[dt.date, Decimal]]
+    email: str = ""
 
     def currency(self, account_id: uuid.UUID) -> str:
         key = next(k for k, v in self.accounts.items() if v == account_id)
@@ -50,28 +51,28 @@ class Household:
             yield ToolContext(session=session, tenant=self.tenant, today=today, search=search)
 
 
-async def demo_household(settings: Settings, name: str = "Advisor") -> Household:
+PASSWORD = "0123456789ab"
+
+
+async def demo_household(
+    settings: Settings, name: str = "Advisor", anchor: dt.date = ANCHOR
+) -> Household:
     """The 36 demo months ending at ANCHOR, in a workspace of a new user (not the fixed demo
     user, so each test module gets its own household in the shared database)."""
     engine = create_engine(settings)
     keyring = Keyring.from_settings(settings)
     async with unit_of_work(engine) as session:
         await keyring.ensure_system_keys(session)
+    email = f"{name.lower()}-{uuid.uuid4().hex[:12]}@example.com"
     async with unit_of_work(engine) as session:
-        user = await identity.register(
-            session,
-            keyring,
-            email=f"{name.lower()}-{uuid.uuid4().hex[:12]}@example.com",
-            password="0123456789ab",
-            name=name,
-        )
+        user = await identity.register(session, keyring, email=email, password=PASSWORD, name=name)
         tenant = await identity.open_tenant(session, keyring, user.id, None)
         await bind_scope(session, workspace_id=tenant.workspace_id)
-        accounts, drafts, _count = await demo.prepare_ledger(session, tenant, ANCHOR)
+        accounts, drafts, _count = await demo.prepare_ledger(session, tenant, anchor)
         categories = await demo._category_ids(session, tenant.workspace_id)
         await post_many(session, tenant, drafts)
-    _drafts, rates = demo._plan(ANCHOR, accounts, categories)
-    return Household(engine, tenant, accounts, categories, drafts, list(rates))
+    _drafts, rates = demo._plan(anchor, accounts, categories)
+    return Household(engine, tenant, accounts, categories, drafts, list(rates), email)
 
 
 # --- the oracle -----------------------------------------------------------------------------
