@@ -1,0 +1,219 @@
+"""BM25 over decrypted transaction text, in memory, one index per workspace.
+
+The text never leaves the process. Documents are added, replaced and removed one by one
+(fed by the outbox events); the scorer is rebuilt lazily on the next search after a
+change, which at 100k transactions costs about a second and at household sizes ~10 ms.
+Two scorers are wired: `rank-bm25` (named by the design) and `bm25s`; bench/retrieval.py
+measures both and BM25_ENGINE picks the faster.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal, Protocol
+
+import bm25s  # type: ignore[import-untyped]
+import numpy as np
+import numpy.typing as npt
+from nltk.stem import PorterStemmer  # type: ignore[import-untyped]
+from rank_bm25 import BM25Okapi  # type: ignore[import-untyped]
+
+from domain.advisor.retrieval.documents import TransactionDocument
+from domain.advisor.retrieval.port import SearchFilter
+
+Engine = Literal["rank_bm25", "bm25s"]
+BM25_ENGINE: Engine = "bm25s"
+Scores = npt.NDArray[np.float64]
+
+_WORD = re.compile(r"\w+")
+_STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "for",
+        "from",
+        "in",
+        "is",
+        "it",
+        "of",
+        "on",
+        "or",
+        "our",
+        "the",
+        "to",
+        "was",
+        "we",
+        "were",
+        "with",
+    ]
+)
+_STEMMER = PorterStemmer()
+
+
+@lru_cache(maxsize=100_000)
+def _stem(word: str) -> str:
+    return str(_STEMMER.stem(word))
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-cased words without stopwords, Porter-stemmed ("rides" finds "Ride")."""
+    return [_stem(w) for w in _WORD.findall(text.casefold()) if w not in _STOPWORDS]
+
+
+class Scorer(Protocol):
+    def scores(self, query: list[str]) -> Scores: ...
+
+
+class RankBM25Scorer:
+    def __init__(self, corpus: list[list[str]]) -> None:
+        self._bm25 = BM25Okapi(corpus)
+
+    def scores(self, query: list[str]) -> Scores:
+        return np.asarray(self._bm25.get_scores(query), dtype=np.float64)
+
+
+class Bm25sScorer:
+    def __init__(self, corpus: list[list[str]]) -> None:
+        self._count = len(corpus)
+        self._bm25 = bm25s.BM25()
+        self._bm25.index(corpus, show_progress=False)
+        self._vocab: dict[str, int] = self._bm25.vocab_dict
+
+    def scores(self, query: list[str]) -> Scores:
+        ids = [self._vocab[token] for token in query if token in self._vocab]
+        if not ids:
+            return np.zeros(self._count)
+        return np.asarray(self._bm25.get_scores_from_ids(ids), dtype=np.float64)
+
+
+def build_scorer(corpus: list[list[str]], engine: Engine = BM25_ENGINE) -> Scorer:
+    return RankBM25Scorer(corpus) if engine == "rank_bm25" else Bm25sScorer(corpus)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    tokens: list[str]
+    date: int
+    account_ids: tuple[str, ...]
+    category_ids: tuple[str, ...]
+
+
+class _Snapshot:
+    """The scorer plus the arrays that filter its documents, for one version of the index."""
+
+    def __init__(self, entries: dict[uuid.UUID, _Entry], engine: Engine) -> None:
+        self.ids = list(entries)
+        values = list(entries.values())
+        self.dates = np.array([e.date for e in values], dtype=np.int64)
+        self.by_account = _positions(e.account_ids for e in values)
+        self.by_category = _positions(e.category_ids for e in values)
+        self.scorer = build_scorer([e.tokens for e in values], engine) if values else None
+
+    def mask(self, where: SearchFilter) -> npt.NDArray[np.bool_]:
+        keep = np.ones(len(self.ids), dtype=bool)
+        if where.start is not None:
+            keep &= self.dates >= where.start
+        if where.end is not None:
+            keep &= self.dates <= where.end
+        for wanted, positions in (
+            (where.account_ids, self.by_account),
+            (where.category_ids, self.by_category),
+        ):
+            if wanted:
+                any_of = np.zeros(len(self.ids), dtype=bool)
+                for key in wanted:
+                    any_of[positions.get(key, [])] = True
+                keep &= any_of
+        return keep
+
+
+def _positions(keys_per_doc: Iterable[tuple[str, ...]]) -> dict[str, list[int]]:
+    found: dict[str, list[int]] = {}
+    for position, keys in enumerate(keys_per_doc):
+        for key in keys:
+            found.setdefault(key, []).append(position)
+    return found
+
+
+class WorkspaceBM25:
+    """One workspace's documents; thread-safe (searches may run in worker threads)."""
+
+    def __init__(self, engine: Engine = BM25_ENGINE) -> None:
+        self.engine = engine
+        self._entries: dict[uuid.UUID, _Entry] = {}
+        self._snapshot: _Snapshot | None = None
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def upsert(self, documents: Iterable[TransactionDocument]) -> None:
+        with self._lock:
+            for doc in documents:
+                self._entries[doc.transaction_id] = _Entry(
+                    tokenize(doc.text), doc.date, doc.account_ids, doc.category_ids
+                )
+            self._snapshot = None
+
+    def remove(self, ids: Iterable[uuid.UUID]) -> None:
+        with self._lock:
+            for transaction_id in ids:
+                self._entries.pop(transaction_id, None)
+            self._snapshot = None
+
+    def snapshot(self) -> _Snapshot:
+        with self._lock:
+            if self._snapshot is None:
+                self._snapshot = _Snapshot(dict(self._entries), self.engine)
+            return self._snapshot
+
+    def search(
+        self, query: str, limit: int, where: SearchFilter | None = None
+    ) -> list[tuple[uuid.UUID, float]]:
+        """Best first; documents with no query word in common are not returned."""
+        where = where or SearchFilter()
+        snapshot = self.snapshot()
+        tokens = tokenize(query)
+        if snapshot.scorer is None or not tokens:
+            return []
+        scores = snapshot.scorer.scores(tokens)
+        scores = np.where(snapshot.mask(where), scores, 0.0)
+        count = min(limit, int(np.count_nonzero(scores > 0)))
+        if count == 0:
+            return []
+        top = np.argpartition(-scores, count - 1)[:count]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [(snapshot.ids[i], float(scores[i])) for i in top]
+
+
+class BM25Indexes:
+    """Every workspace's BM25 index held by this process."""
+
+    def __init__(self, engine: Engine = BM25_ENGINE) -> None:
+        self.engine = engine
+        self._workspaces: dict[uuid.UUID, WorkspaceBM25] = {}
+        self._lock = threading.Lock()
+
+    def get(self, workspace_id: uuid.UUID) -> WorkspaceBM25 | None:
+        return self._workspaces.get(workspace_id)
+
+    def replace(self, workspace_id: uuid.UUID, documents: Iterable[TransactionDocument]) -> None:
+        fresh = WorkspaceBM25(self.engine)
+        fresh.upsert(documents)
+        with self._lock:
+            self._workspaces[workspace_id] = fresh
+
+    def forget(self, workspace_id: uuid.UUID) -> None:
+        with self._lock:
+            self._workspaces.pop(workspace_id, None)
