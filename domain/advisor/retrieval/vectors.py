@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import threading
 import uuid
 from collections.abc import Sequence
@@ -45,6 +46,8 @@ class VectorIndex(Protocol):
 
     async def delete_workspace(self, workspace_id: uuid.UUID) -> None: ...
 
+    async def ids(self, workspace_id: uuid.UUID) -> set[uuid.UUID]: ...
+
     async def count(self, workspace_id: uuid.UUID) -> int: ...
 
     async def search(
@@ -53,6 +56,9 @@ class VectorIndex(Protocol):
 
     async def payloads(self) -> list[dict[str, Any]]:
         """Every stored payload, of every workspace (audits and tests)."""
+
+    async def drop(self) -> None:
+        """Delete the whole collection (before rebuilding it for another model)."""
 
     async def close(self) -> None: ...
 
@@ -158,6 +164,18 @@ class EdgeVectorIndex:
         operation = edge.UpdateOperation.delete_points_by_filter(_edge_filter(workspace_id))
         await asyncio.to_thread(self.shard.update, operation)
 
+    async def ids(self, workspace_id: uuid.UUID) -> set[uuid.UUID]:
+        found: set[uuid.UUID] = set()
+        offset: Any = None
+        while True:
+            request = edge.ScrollRequest(
+                offset=offset, limit=5_000, filter=_edge_filter(workspace_id), with_payload=False
+            )
+            records, offset = await asyncio.to_thread(self.shard.scroll, request)
+            found.update(uuid.UUID(str(record.id)) for record in records)
+            if offset is None:
+                return found
+
     async def count(self, workspace_id: uuid.UUID) -> int:
         request = edge.CountRequest(exact=True, filter=_edge_filter(workspace_id))
         return await asyncio.to_thread(self.shard.count, request)
@@ -188,6 +206,10 @@ class EdgeVectorIndex:
             found.extend(dict(record.payload or {}) for record in records)
             if offset is None:
                 return found
+
+    async def drop(self) -> None:
+        await self.close()
+        await asyncio.to_thread(shutil.rmtree, self.path, ignore_errors=True)
 
     async def close(self) -> None:
         with self._lock:
@@ -269,6 +291,21 @@ class ServerVectorIndex:
             points_selector=qm.FilterSelector(filter=_server_filter(workspace_id)),
         )
 
+    async def ids(self, workspace_id: uuid.UUID) -> set[uuid.UUID]:
+        found: set[uuid.UUID] = set()
+        offset: Any = None
+        while True:
+            records, offset = await self.client.scroll(
+                self.collection,
+                scroll_filter=_server_filter(workspace_id),
+                limit=5_000,
+                offset=offset,
+                with_payload=False,
+            )
+            found.update(uuid.UUID(str(record.id)) for record in records)
+            if offset is None:
+                return found
+
     async def count(self, workspace_id: uuid.UUID) -> int:
         result = await self.client.count(
             self.collection, count_filter=_server_filter(workspace_id), exact=True
@@ -297,6 +334,9 @@ class ServerVectorIndex:
             found.extend(dict(record.payload or {}) for record in records)
             if offset is None:
                 return found
+
+    async def drop(self) -> None:
+        await self.client.delete_collection(self.collection)
 
     async def close(self) -> None:
         await self.client.close()
