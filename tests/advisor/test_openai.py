@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -86,10 +87,10 @@ def openai(fake: tuple[FakeOpenAI, str]) -> Iterator[FakeOpenAI]:
 def _settings(base_url: str, key: str = KEY) -> Settings:
     return Settings(
         embeddings="openai",
-        openai_api_key=key,
+        openai_api_key=SecretStr(key),
         openai_base_url=base_url,
         openai_embedding_dimensions=8,
-    )  # type: ignore[arg-type]
+    )
 
 
 async def test_settings_select_the_openai_adapter_and_it_sends_the_documented_request(
