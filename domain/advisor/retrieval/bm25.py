@@ -22,6 +22,8 @@ import numpy as np
 import numpy.typing as npt
 from nltk.stem import PorterStemmer  # type: ignore[import-untyped]
 from rank_bm25 import BM25Okapi  # type: ignore[import-untyped]
+from rapidfuzz import process
+from rapidfuzz.distance import Levenshtein
 
 from domain.advisor.retrieval.documents import TransactionDocument
 from domain.advisor.retrieval.port import SearchFilter
@@ -66,9 +68,59 @@ def _stem(word: str) -> str:
     return str(_STEMMER.stem(word))
 
 
+def words(text: str) -> list[str]:
+    return [w for w in _WORD.findall(text.casefold()) if w not in _STOPWORDS]
+
+
 def tokenize(text: str) -> list[str]:
     """Lower-cased words without stopwords, Porter-stemmed ("rides" finds "Ride")."""
-    return [_stem(w) for w in _WORD.findall(text.casefold()) if w not in _STOPWORDS]
+    return [_stem(w) for w in words(text)]
+
+
+def _max_edits(term: str) -> int:
+    # Elasticsearch's "AUTO" fuzziness: exact up to 2 letters, 1 edit up to 5, else 2.
+    return 0 if len(term) <= 2 else 1 if len(term) <= 5 else 2
+
+
+def repair_query(query: str, vocabulary: frozenset[str], spellings: list[str]) -> list[str]:
+    """The query's terms, with each term the index does not know repaired against the
+    index's own vocabulary: joined with a neighbour when that makes a known word ("big
+    basket" -> "bigbasket"), else the closest known spelling(s) within `_max_edits`
+    ("swigy" -> "swiggy"). Hand-written: rank-bm25 and bm25s match terms exactly."""
+    raw = words(query)
+    terms: list[str] = []
+    index = 0
+    while index < len(raw):
+        term = _stem(raw[index])
+        if term in vocabulary:
+            terms.append(term)
+            index += 1
+            continue
+        joined = _stem(raw[index] + raw[index + 1]) if index + 1 < len(raw) else None
+        if joined in vocabulary:
+            terms.append(joined)
+            index += 2
+            continue
+        if terms and _stem(raw[index - 1] + raw[index]) in vocabulary:
+            terms[-1] = _stem(raw[index - 1] + raw[index])
+            index += 1
+            continue
+        terms.extend(_closest(term, spellings))
+        index += 1
+    return terms
+
+
+def _closest(term: str, spellings: list[str]) -> list[str]:
+    edits = _max_edits(term)
+    if not edits or not spellings:
+        return []
+    found = process.extract(
+        term, spellings, scorer=Levenshtein.distance, score_cutoff=edits, limit=5
+    )
+    if not found:
+        return []
+    best = min(distance for _, distance, _ in found)
+    return [spelling for spelling, distance, _ in found if distance == best]
 
 
 class Scorer(Protocol):
@@ -119,6 +171,9 @@ class _Snapshot:
         self.by_account = _positions(e.account_ids for e in values)
         self.by_category = _positions(e.category_ids for e in values)
         self.scorer = build_scorer([e.tokens for e in values], engine) if values else None
+        self.vocabulary = frozenset(token for e in values for token in e.tokens)
+        # Fuzzy repair looks among words only (not references, amounts or dates).
+        self.spellings = sorted(t for t in self.vocabulary if t.isalpha())
 
     def mask(self, where: SearchFilter) -> npt.NDArray[np.bool_]:
         keep = np.ones(len(self.ids), dtype=bool)
@@ -184,7 +239,7 @@ class WorkspaceBM25:
         """Best first; documents with no query word in common are not returned."""
         where = where or SearchFilter()
         snapshot = self.snapshot()
-        tokens = tokenize(query)
+        tokens = repair_query(query, snapshot.vocabulary, snapshot.spellings)
         if snapshot.scorer is None or not tokens:
             return []
         scores = snapshot.scorer.scores(tokens)

@@ -59,7 +59,7 @@ class HybridSearch:
         vectors: VectorIndex,
         *,
         source: WorkspaceSource | None = None,
-        candidates: int = 50,
+        candidates: int = 20,
         engine: Engine = BM25_ENGINE,
     ) -> None:
         self.embedder = embedder
@@ -129,13 +129,18 @@ class HybridSearch:
         workspace_id = tenant.workspace_id
         # The head first: events after it are applied again on the next search (harmless).
         seq = await outbox_head(session, workspace_id)
+        documents = [doc async for page in workspace_documents(session, tenant) for doc in page]
+        return await self.index_documents(workspace_id, documents, seq)
+
+    async def index_documents(
+        self, workspace_id: uuid.UUID, documents: Sequence[TransactionDocument], seq: int = 0
+    ) -> IndexReport:
+        """Make these the workspace's whole index (documents current to outbox `seq`)."""
         before = await self.vectors.ids(workspace_id)
-        documents: list[TransactionDocument] = []
-        async for page in workspace_documents(session, tenant):
-            await self._upsert_vectors(page)
-            documents.extend(page)
+        await self._upsert_vectors(documents)
         stale = sorted(before - {doc.transaction_id for doc in documents})
         await self.vectors.delete(workspace_id, stale)
+        await self.vectors.optimize()
         self._replace_bm25(workspace_id, documents, seq)
         return IndexReport(len(documents), len(stale))
 

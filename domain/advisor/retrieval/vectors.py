@@ -60,6 +60,9 @@ class VectorIndex(Protocol):
     async def drop(self) -> None:
         """Delete the whole collection (before rebuilding it for another model)."""
 
+    async def optimize(self) -> None:
+        """After a bulk load: build the search structures now, not during searches."""
+
     async def close(self) -> None: ...
 
 
@@ -207,6 +210,9 @@ class EdgeVectorIndex:
             if offset is None:
                 return found
 
+    async def optimize(self) -> None:
+        await asyncio.to_thread(self.shard.optimize)
+
     async def drop(self) -> None:
         await self.close()
         await asyncio.to_thread(shutil.rmtree, self.path, ignore_errors=True)
@@ -334,6 +340,9 @@ class ServerVectorIndex:
             found.extend(dict(record.payload or {}) for record in records)
             if offset is None:
                 return found
+
+    async def optimize(self) -> None:
+        return None  # a server runs its optimizers itself
 
     async def drop(self) -> None:
         await self.client.delete_collection(self.collection)
