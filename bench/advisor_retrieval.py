@@ -220,7 +220,7 @@ async def latency(minilm: MiniLMEmbedder, docs: list, size: int, runs: int, path
     where = SearchFilter.of(date(2025, 1, 1), date(2025, 12, 31), (), ())
     results: dict[str, list[float]] = {}
     for engine in ("rank_bm25", "bm25s"):
-        index = WorkspaceBM25(engine)  # type: ignore[arg-type]
+        index = WorkspaceBM25(engine)
         started = time.perf_counter()
         index.upsert(big)
         index.snapshot()
