@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import statistics
 import tempfile
@@ -284,6 +285,8 @@ async def throughput(docs: list, path: Path) -> None:
 
 
 async def run(size: int, runs: int) -> None:
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(f"load average before the run: {load} on {os.cpu_count()} CPUs (absolute times vary)")
     docs, cats = demo_documents()
     print(f"demo household: {len(docs):,} transactions, {len(QUERIES)} labelled queries")
     minilm = MiniLMEmbedder()

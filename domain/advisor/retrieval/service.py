@@ -140,7 +140,6 @@ class HybridSearch:
         await self._upsert_vectors(documents)
         stale = sorted(before - {doc.transaction_id for doc in documents})
         await self.vectors.delete(workspace_id, stale)
-        await self.vectors.optimize()
         self._replace_bm25(workspace_id, documents, seq)
         return IndexReport(len(documents), len(stale))
 
