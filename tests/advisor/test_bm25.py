@@ -57,3 +57,16 @@ def test_query_repair_joins_neighbours_and_fixes_spellings_but_not_short_words()
     assert repair_query("apolo pharmacy", vocabulary, spellings) == ["apollo", "pharmaci"]
     assert repair_query("ab", vocabulary, spellings) == []  # too short to guess at
     assert repair_query("quokka", vocabulary, spellings) == []
+
+
+def test_a_large_index_rebuilds_in_the_background_and_never_returns_a_removed_document() -> None:
+    index, ids = _index("bm25s")
+    index.sync_rebuild = 0  # as if the workspace were very large
+    assert [tid for tid, _ in index.search("airport", 10)] == [ids["ola"]]
+    index.remove([ids["ola"]])
+    extra = uuid.uuid4()
+    index.upsert([TransactionDocument(extra, WORKSPACE, 20261005, ("a1",), (), "Airport taxi")])
+    # The previous scorer still answers, with the removed document hidden.
+    assert ids["ola"] not in [tid for tid, _ in index.search("airport", 10)]
+    index.wait_for_rebuild(timeout=10)
+    assert [tid for tid, _ in index.search("airport", 10)] == [extra]

@@ -1,8 +1,8 @@
 """BM25 over decrypted transaction text, in memory, one index per workspace.
 
 The text never leaves the process. Documents are added, replaced and removed one by one
-(fed by the outbox events); the scorer is rebuilt lazily on the next search after a
-change, which at 100k transactions costs about a second and at household sizes ~10 ms.
+(fed by the outbox events); the scorer is rebuilt after a change, at once for a household
+(milliseconds) and in the background for very large workspaces (see `WorkspaceBM25`).
 Two scorers are wired: `rank-bm25` (named by the design) and `bm25s`; bench/retrieval.py
 measures both and BM25_ENGINE picks the faster.
 """
@@ -166,6 +166,7 @@ class _Snapshot:
 
     def __init__(self, entries: dict[uuid.UUID, _Entry], engine: Engine) -> None:
         self.ids = list(entries)
+        self.positions = {transaction_id: i for i, transaction_id in enumerate(self.ids)}
         values = list(entries.values())
         self.dates = np.array([e.date for e in values], dtype=np.int64)
         self.by_account = _positions(e.account_ids for e in values)
@@ -202,12 +203,24 @@ def _positions(keys_per_doc: Iterable[tuple[str, ...]]) -> dict[str, list[int]]:
 
 
 class WorkspaceBM25:
-    """One workspace's documents; thread-safe (searches may run in worker threads)."""
+    """One workspace's documents; thread-safe (searches may run in worker threads).
 
-    def __init__(self, engine: Engine = BM25_ENGINE) -> None:
+    After a change the scorer is rebuilt on the next search: at once for up to
+    `sync_rebuild` documents (milliseconds), else in a background thread (a second or more
+    at 100k) while searches keep using the previous scorer with removed documents hidden:
+    a deleted transaction is never returned; an edited or new one is found once the
+    rebuild lands.
+    """
+
+    def __init__(self, engine: Engine = BM25_ENGINE, *, sync_rebuild: int = 20_000) -> None:
         self.engine = engine
+        self.sync_rebuild = sync_rebuild
         self._entries: dict[uuid.UUID, _Entry] = {}
+        self._version = 0  # moves with every change
         self._snapshot: _Snapshot | None = None
+        self._snapshot_version = -1
+        self._removed_at: dict[uuid.UUID, int] = {}  # removed ids -> the version that did it
+        self._building: threading.Thread | None = None
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -215,60 +228,72 @@ class WorkspaceBM25:
 
     def upsert(self, documents: Iterable[TransactionDocument]) -> None:
         with self._lock:
+            self._version += 1
             for doc in documents:
                 self._entries[doc.transaction_id] = _Entry(
                     tokenize(doc.text), doc.date, doc.account_ids, doc.category_ids
                 )
-            self._snapshot = None
+                self._removed_at.pop(doc.transaction_id, None)
 
     def remove(self, ids: Iterable[uuid.UUID]) -> None:
         with self._lock:
+            self._version += 1
             for transaction_id in ids:
-                self._entries.pop(transaction_id, None)
-            self._snapshot = None
+                if self._entries.pop(transaction_id, None) is not None:
+                    self._removed_at[transaction_id] = self._version
 
-    def snapshot(self) -> _Snapshot:
+    def snapshot(self) -> tuple[_Snapshot, frozenset[uuid.UUID]]:
+        """The scorer to search with, and the ids it still holds that must be hidden."""
         with self._lock:
-            if self._snapshot is None:
-                self._snapshot = _Snapshot(dict(self._entries), self.engine)
-            return self._snapshot
+            if self._snapshot_version == self._version and self._snapshot is not None:
+                return self._snapshot, frozenset()
+            if self._snapshot is None or len(self._entries) <= self.sync_rebuild:
+                self._install(_Snapshot(dict(self._entries), self.engine), self._version)
+                assert self._snapshot is not None
+                return self._snapshot, frozenset()
+            if self._building is None:
+                self._building = threading.Thread(target=self._rebuild, daemon=True)
+                self._building.start()
+            hidden = frozenset(
+                i for i, version in self._removed_at.items() if version > self._snapshot_version
+            )
+            return self._snapshot, hidden
+
+    def wait_for_rebuild(self, timeout: float | None = None) -> None:
+        building = self._building
+        if building is not None:
+            building.join(timeout)
+
+    def _rebuild(self) -> None:
+        with self._lock:
+            entries, version = dict(self._entries), self._version
+        snapshot = _Snapshot(entries, self.engine)
+        with self._lock:
+            self._install(snapshot, version)
+            self._building = None
+
+    def _install(self, snapshot: _Snapshot, version: int) -> None:
+        self._snapshot, self._snapshot_version = snapshot, version
+        self._removed_at = {i: v for i, v in self._removed_at.items() if v > version}
 
     def search(
         self, query: str, limit: int, where: SearchFilter | None = None
     ) -> list[tuple[uuid.UUID, float]]:
         """Best first; documents with no query word in common are not returned."""
         where = where or SearchFilter()
-        snapshot = self.snapshot()
+        snapshot, hidden = self.snapshot()
         tokens = repair_query(query, snapshot.vocabulary, snapshot.spellings)
         if snapshot.scorer is None or not tokens:
             return []
         scores = snapshot.scorer.scores(tokens)
         scores = np.where(snapshot.mask(where), scores, 0.0)
+        for transaction_id in hidden:
+            position = snapshot.positions.get(transaction_id)
+            if position is not None:
+                scores[position] = 0.0
         count = min(limit, int(np.count_nonzero(scores > 0)))
         if count == 0:
             return []
         top = np.argpartition(-scores, count - 1)[:count]
         top = top[np.argsort(-scores[top], kind="stable")]
         return [(snapshot.ids[i], float(scores[i])) for i in top]
-
-
-class BM25Indexes:
-    """Every workspace's BM25 index held by this process."""
-
-    def __init__(self, engine: Engine = BM25_ENGINE) -> None:
-        self.engine = engine
-        self._workspaces: dict[uuid.UUID, WorkspaceBM25] = {}
-        self._lock = threading.Lock()
-
-    def get(self, workspace_id: uuid.UUID) -> WorkspaceBM25 | None:
-        return self._workspaces.get(workspace_id)
-
-    def replace(self, workspace_id: uuid.UUID, documents: Iterable[TransactionDocument]) -> None:
-        fresh = WorkspaceBM25(self.engine)
-        fresh.upsert(documents)
-        with self._lock:
-            self._workspaces[workspace_id] = fresh
-
-    def forget(self, workspace_id: uuid.UUID) -> None:
-        with self._lock:
-            self._workspaces.pop(workspace_id, None)
