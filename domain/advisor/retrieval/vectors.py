@@ -122,6 +122,8 @@ class EdgeVectorIndex:
                     self._shard = edge.EdgeShard.load(str(self.path / "shard"))
                 return
             self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # A shard without its record (a crash between the two) is rebuilt, not trusted.
+            shutil.rmtree(self.path / "shard", ignore_errors=True)
             config = edge.EdgeConfig(
                 vectors=edge.EdgeVectorParams(size=dimension, distance=edge.Distance.Cosine)
             )
