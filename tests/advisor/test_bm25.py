@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from domain.advisor.retrieval.bm25 import Engine, WorkspaceBM25, repair_query, tokenize
 from domain.advisor.retrieval.documents import TransactionDocument
 from domain.advisor.retrieval.port import SearchFilter
+from domain.advisor.retrieval.source import changed_transactions
+from domain.realtime.envelope import Envelope
 
 WORKSPACE = uuid.uuid4()
 TEXTS = {
@@ -70,3 +74,19 @@ def test_a_large_index_rebuilds_in_the_background_and_never_returns_a_removed_do
     assert ids["ola"] not in [tid for tid, _ in index.search("airport", 10)]
     index.wait_for_rebuild(timeout=10)
     assert [tid for tid, _ in index.search("airport", 10)] == [extra]
+
+
+def test_outbox_events_name_the_transactions_to_index_per_workspace() -> None:
+    first, second, moved, gone = (uuid.uuid4() for _ in range(4))
+    at = datetime.now(UTC)
+
+    def event(workspace: uuid.UUID, seq: int, kind: str, data: dict[str, Any]) -> Envelope:
+        return Envelope(workspace, seq, kind, data, at)
+
+    events = [
+        event(first, 1, "transaction.posted", {"transaction": str(moved)}),
+        event(first, 2, "balance.changed", {"accounts": []}),
+        event(second, 1, "transaction.deleted", {"transaction": str(gone)}),
+        event(first, 3, "transaction.edited", {"transaction": str(moved)}),
+    ]
+    assert changed_transactions(events) == {first: [moved], second: [gone]}

@@ -5,6 +5,7 @@ whichever worker ran the indexing task)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -23,6 +24,7 @@ from domain.core.keys import Keyring
 from domain.core.tenancy import Tenant
 from domain.identity.models import Workspace
 from domain.realtime import outbox
+from domain.realtime.envelope import Envelope
 from domain.realtime.events import EventType
 from domain.realtime.models import OutboxHead
 
@@ -36,6 +38,17 @@ class Changes:
     documents: list[TransactionDocument]  # posted or edited, as they are now
     removed: list[uuid.UUID]
     seq: int
+
+
+def changed_transactions(events: Iterable[Envelope]) -> dict[uuid.UUID, list[uuid.UUID]]:
+    """The transactions that transaction.* events touched, per workspace, in order: what
+    the `advisor.index_transactions` task takes (one call per workspace)."""
+    found: dict[uuid.UUID, dict[uuid.UUID, None]] = {}
+    for event in events:
+        if event.type in TRANSACTION_EVENTS:
+            touched = found.setdefault(event.workspace_id, {})
+            touched[uuid.UUID(event.data["transaction"])] = None
+    return {workspace: list(ids) for workspace, ids in found.items()}
 
 
 class WorkspaceSource(Protocol):
@@ -74,9 +87,8 @@ async def changes_since(session: AsyncSession, tenant: Tenant, since: int) -> Ch
             break
         if events[0].seq != seq + 1:
             return None
-        for event in events:
-            if event.type in TRANSACTION_EVENTS:
-                touched[uuid.UUID(event.data["transaction"])] = None
+        for transaction_id in changed_transactions(events).get(tenant.workspace_id, []):
+            touched[transaction_id] = None
         seq = events[-1].seq
     documents = await documents_by_ids(session, tenant, touched) if touched else []
     present = {doc.transaction_id for doc in documents}
