@@ -138,13 +138,18 @@ def advisor_reindex(
     """Rebuild the transaction search index (vectors in Qdrant, BM25 in memory)."""
     from domain.advisor.retrieval.admin import reindex
     from domain.advisor.retrieval.service import IndexReport
+    from domain.advisor.retrieval.vectors import IndexMismatch, IndexUnavailable
 
     def show(workspace_id: uuid.UUID, report: IndexReport) -> None:
         typer.echo(f"{workspace_id}: {report.indexed} indexed, {report.removed} removed")
 
-    reports = asyncio.run(
-        reindex(get_settings(), _workspace_option(workspace), recreate=recreate, progress=show)
-    )
+    try:
+        reports = asyncio.run(
+            reindex(get_settings(), _workspace_option(workspace), recreate=recreate, progress=show)
+        )
+    except (IndexMismatch, IndexUnavailable) as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(1) from None
     total = sum(report.indexed for report in reports.values())
     typer.echo(f"{total} transactions indexed in {len(reports)} workspaces")
 

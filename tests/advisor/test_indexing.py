@@ -65,5 +65,18 @@ async def test_the_cli_rebuilds_a_workspace_and_the_task_keeps_it_fresh(
         hits = await again.search(workspace_id, "Zomato", mode="bm25")
         assert [hit.transaction_id for hit in hits] == [swiggy]
         assert await again.search(workspace_id, "electricity", mode="bm25") == []
+        # While this process holds the embedded index, the CLI says so and changes nothing.
+        busy = await asyncio.to_thread(CliRunner().invoke, cli, args, env=env)
+        assert busy.exit_code == 1
+        assert "only one process may hold it" in busy.output
     finally:
         await again.close()
+
+    # Another embedding model is refused until the collection is recreated.
+    openai = {**env, "WEALTHWISE_EMBEDDINGS": "openai", "WEALTHWISE_OPENAI_API_KEY": "sk-x"}
+    refused = await asyncio.to_thread(CliRunner().invoke, cli, args, env=openai)
+    assert refused.exit_code == 1
+    assert "reindex --recreate" in refused.output
+    rebuilt = await asyncio.to_thread(CliRunner().invoke, cli, [*args, "--recreate"], env=env)
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert f"{workspace_id}: 2 indexed, 0 removed" in rebuilt.output

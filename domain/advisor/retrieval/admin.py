@@ -31,7 +31,9 @@ async def reindex(
     keyring = Keyring.from_settings(settings)
     try:
         if recreate:
-            await vector_index(settings).drop()
+            index = vector_index(settings)
+            await index.drop()
+            await index.close()
         search = await open_search(settings, engine, keyring)
         try:
             reports: dict[uuid.UUID, IndexReport] = {}

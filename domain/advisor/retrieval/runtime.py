@@ -44,5 +44,10 @@ async def open_search(settings: Settings, engine: AsyncEngine, keyring: Keyring)
     store = VectorCacheFile(settings.ensure_data_dir() / "embedding-cache.sqlite3")
     embedder = CachedEmbedder(build_embedder(settings), await cache_secret(engine, keyring), store)
     search = HybridSearch(embedder, vector_index(settings), source=LedgerSource(engine, keyring))
-    await search.start()
+    try:
+        await search.start()
+    except BaseException:
+        await search.close()
+        store.close()
+        raise
     return search

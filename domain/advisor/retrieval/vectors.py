@@ -36,6 +36,10 @@ class IndexMismatch(RuntimeError):
     """The collection was built by another embedding model or dimension."""
 
 
+class IndexUnavailable(RuntimeError):
+    """The index cannot be opened (e.g. Qdrant Edge's shard is held by another process)."""
+
+
 class VectorIndex(Protocol):
     async def ensure(self, model_id: str, dimension: int) -> None:
         """Create the collection for this model, or check an existing one was built by it."""
@@ -119,7 +123,7 @@ class EdgeVectorIndex:
             if self._meta_file.exists():
                 _check(json.loads(self._meta_file.read_text()), model_id, dimension)
                 if self._shard is None:
-                    self._shard = edge.EdgeShard.load(str(self.path / "shard"))
+                    self._shard = self._load()
                 return
             self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
             # A shard without its record (a crash between the two) is rebuilt, not trusted.
@@ -138,6 +142,15 @@ class EdgeVectorIndex:
                 shard.update(edge.UpdateOperation.create_field_index(name, schema))
             self._meta_file.write_text(json.dumps({"model_id": model_id, "dimension": dimension}))
             self._shard = shard
+
+    def _load(self) -> edge.EdgeShard:
+        try:
+            return edge.EdgeShard.load(str(self.path / "shard"))
+        except Exception as exc:  # qdrant-edge raises a bare Exception
+            raise IndexUnavailable(
+                f"Qdrant Edge could not open {self.path} ({exc}); only one process may hold "
+                "it: stop the API, or reindex through its task"
+            ) from exc
 
     @property
     def shard(self) -> edge.EdgeShard:
