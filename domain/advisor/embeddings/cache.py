@@ -109,6 +109,14 @@ class CachedEmbedder:
             self._remember(key, found[key])
         return [found[key] for key in keys]
 
+    async def aclose(self) -> None:
+        """Close the cache file, and the model's HTTP client if it has one."""
+        if self._store is not None:
+            self._store.close()
+        closer = getattr(self.inner, "aclose", None)
+        if closer is not None:
+            await closer()
+
     def _remember(self, key: bytes, vector: Vector) -> None:
         self._memory[key] = vector
         self._memory.move_to_end(key)

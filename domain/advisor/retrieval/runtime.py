@@ -48,6 +48,5 @@ async def open_search(settings: Settings, engine: AsyncEngine, keyring: Keyring)
         await search.start()
     except BaseException:
         await search.close()
-        store.close()
         raise
     return search

@@ -17,6 +17,7 @@ from typing import Literal
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.advisor.embeddings.base import Embedder, normalise_text
+from domain.advisor.embeddings.cache import CachedEmbedder
 from domain.advisor.retrieval.bm25 import BM25_ENGINE, Engine, WorkspaceBM25
 from domain.advisor.retrieval.documents import (
     TransactionDocument,
@@ -76,6 +77,8 @@ class HybridSearch:
 
     async def close(self) -> None:
         await self.vectors.close()
+        if isinstance(self.embedder, CachedEmbedder):
+            await self.embedder.aclose()
 
     # --- the port --------------------------------------------------------------------------
 
