@@ -257,3 +257,14 @@ async def test_an_index_built_by_another_model_or_dimension_is_refused(
     await HybridSearch(minilm, vectors).start()
     with pytest.raises(IndexMismatch, match="all-MiniLM-L6-v2"):
         await HybridSearch(OtherModel(*other), vectors).start()
+
+
+async def test_an_empty_workspace_or_query_finds_nothing(
+    services: AppServices, search: HybridSearch
+) -> None:
+    home = await household(services.engine, services.keyring)
+    for mode in ("fused", "bm25", "dense"):
+        assert await _ids(search, home, "Swiggy", mode=mode) == []
+    await _post(services, home, HOUSEHOLD_A[:1])
+    await _index(services, search, home)
+    assert await _ids(search, home, "   ") == []
