@@ -3,8 +3,9 @@
 The text never leaves the process. Documents are added, replaced and removed one by one
 (fed by the outbox events); the scorer is rebuilt after a change, at once for a household
 (milliseconds) and in the background for very large workspaces (see `WorkspaceBM25`).
-Two scorers are wired: `rank-bm25` (named by the design) and `bm25s`; bench/retrieval.py
-measures both and BM25_ENGINE picks the faster.
+Two scorers are wired: `rank-bm25` (named by the design) and `bm25s`;
+bench/advisor_retrieval.py measures both and BM25_ENGINE picks the faster (bm25s:
+~100x at 100k transactions).
 """
 
 from __future__ import annotations
