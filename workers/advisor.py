@@ -7,6 +7,7 @@ import datetime as dt
 import uuid
 from typing import Annotated
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 from taskiq import AsyncBroker, TaskiqDepends
 
@@ -16,6 +17,8 @@ from domain.advisor.llm.port import LLMProvider
 from domain.core.settings import Settings
 from domain.core.tenancy import Tenant
 from workers.tasks import JobServices, job, job_services, name_of
+
+log = structlog.get_logger(__name__)
 
 
 def provider_for(settings: Settings, today: dt.date) -> service.ProviderFor:
@@ -40,6 +43,11 @@ async def answer_question(
     """Idempotent: an answer already finished is left as it is; one a crashed worker left
     half-written is written again from the start."""
     today = dt.date.today()
+    try:
+        search = await services.retrieval.get(services.settings, services.engine, services.keyring)
+    except Exception:  # e.g. the embedded index is held by another process
+        log.exception("advisor_search_unavailable")
+        search = None
     view = await service.generate_answer(
         services.engine,
         services.keyring,
@@ -47,6 +55,7 @@ async def answer_question(
         message_id=uuid.UUID(message_id),
         provider_for=provider_for(services.settings, today),
         max_rounds=services.settings.advisor_max_rounds,
+        search=search,
         today=today,
     )
     return view.status

@@ -11,6 +11,7 @@ from broadcaster import Broadcast
 
 from domain.core.settings import Settings
 from domain.realtime.relay import Relay
+from workers.indexing import IndexFeed
 from workers.runtime import BackgroundLoop, background_loop
 from workers.tasks import JobServices
 
@@ -25,12 +26,18 @@ class RelayLoop:
         assert self.settings.redis_url  # external mode needs Redis (the worker checks)
         broadcast = Broadcast(self.settings.redis_url)
         await broadcast.connect()
-        relay = Relay.from_settings(self.services.engine, broadcast.publish, self.settings)
+        # The advisor's search index follows what the relay publishes (workers/indexing.py).
+        feed = IndexFeed(self.services)
+        relay = Relay.from_settings(
+            self.services.engine, feed.wrap(broadcast.publish), self.settings
+        )
+        indexing = asyncio.create_task(feed.run(stop))
         relay.start()
         try:
             await stop.wait()
         finally:
             await relay.stop()
+            await indexing
             await broadcast.disconnect()
 
 

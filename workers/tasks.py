@@ -28,6 +28,8 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 from taskiq import AsyncBroker, TaskiqDepends, TaskiqState
 
+from domain.advisor.retrieval.holder import SearchHolder
+from domain.advisor.retrieval.source import indexing_tenant
 from domain.audit.service import seal, seal_all
 from domain.core.db import bind_scope, unit_of_work
 from domain.core.keys import Keyring
@@ -45,6 +47,9 @@ class JobServices:
     settings: Settings
     engine: AsyncEngine
     keyring: Keyring
+    # The advisor's hybrid search, opened on first use and shared by the process's tasks
+    # (embedded, Qdrant Edge's shard can be open only once per process).
+    retrieval: SearchHolder = field(default_factory=SearchHolder)
 
 
 def job_services(state: Annotated[TaskiqState, TaskiqDepends()]) -> JobServices:
@@ -137,3 +142,32 @@ async def seal_audit_chain(
         await bind_scope(session, workspace_id=workspace_id)
         checkpoint = await seal(session, services.keyring, workspace_id)
     return checkpoint.seq
+
+
+@job("advisor.index_transactions")
+async def index_transactions(
+    workspace_id: uuid.UUID,
+    transaction_ids: list[uuid.UUID],
+    services: Annotated[JobServices, TaskiqDepends(job_services)],
+) -> int:
+    """Bring these transactions' search entries up to date (fed by transaction.posted /
+    edited / deleted events): upsert the ones that exist, remove the rest. Idempotent.
+    Returns how many entries were written or removed."""
+    search = await services.retrieval.get(services.settings, services.engine, services.keyring)
+    async with unit_of_work(services.engine, write=False) as session:
+        tenant = await indexing_tenant(session, services.keyring, workspace_id)
+        report = await search.update_transactions(session, tenant, transaction_ids)
+    return report.indexed + report.removed
+
+
+@job("advisor.reindex_workspace")
+async def reindex_workspace(
+    workspace_id: uuid.UUID,
+    services: Annotated[JobServices, TaskiqDepends(job_services)],
+) -> int:
+    """Rebuild one workspace's search entries; returns the number indexed."""
+    search = await services.retrieval.get(services.settings, services.engine, services.keyring)
+    async with unit_of_work(services.engine, write=False) as session:
+        tenant = await indexing_tenant(session, services.keyring, workspace_id)
+        report = await search.index_workspace(session, tenant)
+    return report.indexed

@@ -178,6 +178,20 @@ class Settings(BaseSettings):
     advisor_timeout_seconds: float = Field(default=60.0, gt=0)
     advisor_max_retries: int = Field(default=2, ge=0)
 
+    # The advisor's retrieval (domain/advisor/). Embeddings: "local" runs all-MiniLM-L6-v2
+    # in-process from the installed model package (requirements-model.lock); "openai" calls
+    # the embeddings API at openai_base_url with openai_api_key.
+    embeddings: Literal["local", "openai"] = "local"
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_embedding_model: str = "text-embedding-3-small"
+    openai_embedding_dimensions: int = Field(default=1536, ge=1)
+    openai_timeout_seconds: float = 30.0
+    # Unset: Qdrant Edge in-process, in the data dir. Set: a Qdrant server (qdrant-client).
+    qdrant_url: str | None = None
+    qdrant_api_key: SecretStr | None = None
+    qdrant_collection: str = "wealthwise_transactions"
+
     @field_validator("allowed_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
