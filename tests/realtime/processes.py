@@ -307,7 +307,6 @@ class Follower:
         self.connections = 0
         self.failure: BaseException | None = None
         self._arrived = asyncio.Event()
-        self._live = asyncio.Event()
         self._pause = False
         self._may_connect = asyncio.Event()  # cleared while dropped
         self._may_connect.set()
@@ -330,7 +329,6 @@ class Follower:
                     self.connections += 1
                     await ws.init({"token": self.token})
                     await ws.subscribe("1", FOLLOW, {"since": self.last})
-                    self._live.set()
                     try:
                         while True:
                             event = (await ws.data("1", within=3600))["workspaceEvents"]
@@ -354,11 +352,6 @@ class Follower:
             self._arrived.set()
             if isinstance(error, asyncio.CancelledError):
                 raise
-
-    async def live(self, within: float = 10) -> None:
-        """Until the first subscribe was sent (the server needs a moment more: callers
-        wait for an event before relying on it)."""
-        await asyncio.wait_for(self._live.wait(), within)
 
     async def until(self, seq: int, within: float = 10) -> None:
         async with asyncio.timeout(within):
