@@ -255,15 +255,25 @@ class ConnectionContext(RequestContext):
     # --- the end ---------------------------------------------------------------------
 
     async def end(self, code: int, reason: str) -> None:
-        """Close the socket with `code` (once); Strawberry then ends every operation."""
+        """Close the socket with `code` (once); Strawberry then ends every operation.
+
+        The close frame waits behind whatever the socket still has to send, for as long as
+        that takes (this returns after 5 s at most): a client that stopped reading gets it
+        when it reads again, and resumes with `since`. A close given up on is never sent;
+        that client would find its socket open and every subscription silently gone."""
         if self._closing:
             return
         self._closing = True
         log.info("websocket_closed_by_server", code=code, reason=reason)
         if self.websocket.application_state is WebSocketState.CONNECTED:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(5):
-                    await self.websocket.close(code=code, reason=reason)
+            closing = asyncio.create_task(self._close(code, reason))
+            self._background.add(closing)
+            closing.add_done_callback(self._background.discard)
+            await asyncio.wait([closing], timeout=5)
+
+    async def _close(self, code: int, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            await self.websocket.close(code=code, reason=reason)
 
     async def release(self) -> None:
         """Called once the connection is over."""

@@ -130,8 +130,9 @@ class Settings(BaseSettings):
     realtime_channel_prefix: str = "wealthwise:events:"
     realtime_queue_size: int = Field(default=1_000, ge=1)
     realtime_max_overflows: int = Field(default=3, ge=1)
-    # Redis pub/sub: reconnect backoff cap, and how long a silent connection may idle
-    # before a PING checks it (twice that without an answer: reconnect).
+    # Redis pub/sub: reconnect backoff cap (the relay's retry cap too), and how long a
+    # silent connection may idle before a PING checks it (twice that without an answer:
+    # reconnect).
     realtime_reconnect_max_seconds: float = 2.0
     realtime_health_check_seconds: float = 5.0
     # WebSocket subscriptions (graphql-transport-ws at /graphql): operations per connection,

@@ -160,6 +160,9 @@ class Relay:
             poll_seconds=settings.outbox_poll_seconds,
             batch=settings.outbox_batch,
             channel_prefix=settings.realtime_channel_prefix,
+            # Capped like the hub's reconnects: after a long Redis outage a 30 s backoff
+            # would hold back events committed once Redis is back.
+            max_backoff_seconds=settings.realtime_reconnect_max_seconds,
         )
 
     def wake(self) -> None:

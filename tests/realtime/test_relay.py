@@ -299,6 +299,46 @@ async def test_the_runner_backs_off_on_errors_and_then_delivers_everything(
     assert relay.failures == 0 and relay.published == 4
 
 
+async def test_after_a_long_outage_the_runner_retries_within_the_hubs_reconnect_cap(
+    fresh_database: Settings, engine: AsyncEngine, keyring: Keyring
+) -> None:
+    """Many failed rounds (a long Redis outage) must not leave the relay asleep once the
+    publisher is back: its backoff is capped by realtime_reconnect_max_seconds (uncapped,
+    ten failures at a 0.01 s poll would sleep 5-10 s)."""
+    await household(engine, keyring)  # seq 1-2, pending
+    settings = fresh_database.model_copy(
+        update={"outbox_poll_seconds": 0.01, "realtime_reconnect_max_seconds": 0.3}
+    )
+    attempts = 0
+    down_long_enough, up, arrived = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    delivered: list[int] = []
+
+    async def publish(_channel: str, message: str) -> None:
+        nonlocal attempts
+        if not up.is_set():
+            attempts += 1
+            if attempts == 11:  # ten rounds failed and backed off
+                down_long_enough.set()
+            raise ConnectionError("redis is down")
+        delivered.append(decode(message).seq)
+        if len(delivered) == 2:
+            arrived.set()
+
+    relay = Relay.from_settings(engine, publish, settings)
+    relay.start()
+    try:
+        async with asyncio.timeout(10):
+            await down_long_enough.wait()
+        up.set()
+        back = time.monotonic()
+        async with asyncio.timeout(10):
+            await arrived.wait()
+        assert time.monotonic() - back < 1.0
+    finally:
+        await relay.stop()
+    assert delivered == [1, 2]
+
+
 async def test_prune_deletes_old_published_events_and_seq_keeps_counting(
     fresh_database: Settings, engine: AsyncEngine, keyring: Keyring
 ) -> None:
