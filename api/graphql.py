@@ -43,6 +43,15 @@ class TransportWS(BaseGraphQLTransportWSHandler[RequestContext, None]):
         except ConnectionRefused as refusal:
             await self.websocket.close(code=refusal.code, reason=refusal.reason)
 
+    async def handle_task_exception(self, error: Exception) -> None:
+        """An operation still sending after the server closed the socket (a slow consumer,
+        an expired session) is no error worth a traceback; anything else is."""
+        closing = isinstance(self.context, ConnectionContext) and self.context.closing
+        if closing and isinstance(error, RuntimeError):
+            log.debug("websocket_send_after_close", error=str(error))
+            return
+        await super().handle_task_exception(error)
+
     async def shutdown(self) -> None:
         try:
             await super().shutdown()

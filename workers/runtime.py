@@ -69,7 +69,8 @@ async def supervise(loop: BackgroundLoop, stop: asyncio.Event) -> None:
         except Exception:
             log.exception("background_loop_failed", loop=loop.name, restart_in=delay)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), delay)
+            async with asyncio.timeout(delay):
+                await stop.wait()
         delay = min(delay * 2, RESTART_MAX_SECONDS)
 
 
@@ -153,7 +154,8 @@ class Worker:
                 except Exception as error:
                     log.warning("worker_listen_failed", error=repr(error), retry_in=delay)
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(finished.wait(), delay)
+                        async with asyncio.timeout(delay):
+                            await finished.wait()
                     delay = min(delay * 2, RESTART_MAX_SECONDS)
 
     async def _schedule(self, broker: AsyncBroker) -> None:
@@ -184,7 +186,8 @@ class ApiJobs:
         await finish(self._running, self.shutdown_seconds)
         if isinstance(self.broker, InMemoryBroker):
             try:
-                await asyncio.wait_for(self.broker.wait_all(), self.shutdown_seconds)
+                async with asyncio.timeout(self.shutdown_seconds):
+                    await self.broker.wait_all()
             except TimeoutError:
                 log.warning("embedded_tasks_abandoned")
         await self.broker.shutdown()

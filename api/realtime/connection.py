@@ -71,6 +71,11 @@ class ConnectionContext(RequestContext):
     _closing: bool = False
 
     @property
+    def closing(self) -> bool:
+        """The server has begun to close this connection."""
+        return self._closing
+
+    @property
     def websocket(self) -> WebSocket:
         assert isinstance(self.request, WebSocket)
         return self.request

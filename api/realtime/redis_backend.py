@@ -96,7 +96,8 @@ class ReconnectingRedisBackend(BroadcastBackend):
         )
         self._supervisor = asyncio.create_task(self._supervise(), name="realtime-redis")
         try:
-            await asyncio.wait_for(self._connected.wait(), self._timeout)
+            async with asyncio.timeout(self._timeout):
+                await self._connected.wait()
         except TimeoutError:
             log.warning("realtime_redis_unavailable_at_start", retrying=True)
 
@@ -120,7 +121,8 @@ class ReconnectingRedisBackend(BroadcastBackend):
         self._confirmations[channel] = confirmed
         try:
             await pubsub.subscribe(channel)
-            await asyncio.wait_for(confirmed, self._timeout)
+            async with asyncio.timeout(self._timeout):
+                await confirmed
         except (RedisError, OSError, TimeoutError) as error:
             log.warning("realtime_subscribe_failed", channel=channel, error=repr(error))
             # Start over on a fresh connection: it subscribes the channel and resyncs it.

@@ -149,6 +149,7 @@ class Relay:
         self.published = 0
         self.failures = 0  # consecutive
         self._wakeup = asyncio.Event()
+        self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -174,7 +175,7 @@ class Relay:
         self._loop = asyncio.get_running_loop()
         stop_listening = outbox.on_commit_with_events(self.wake)
         try:
-            while True:
+            while not self._stopping:
                 self._wakeup.clear()  # before reading: a commit during the round re-arms it
                 try:
                     sent = await relay_once(
@@ -193,19 +194,25 @@ class Relay:
                 self.published += sent
                 if sent >= self.batch:
                     continue
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel
+                # that lands as the event fires, and stop() would then wait forever.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), self.poll_seconds)
+                    async with asyncio.timeout(self.poll_seconds):
+                        await self._wakeup.wait()
         finally:
             stop_listening()
             self._loop = None
 
     def start(self) -> asyncio.Task[None]:
+        self._stopping = False
         self._task = asyncio.get_running_loop().create_task(self.run(), name="outbox-relay")
         return self._task
 
     async def stop(self) -> None:
         if self._task is None:
             return
+        self._stopping = True  # ends the loop even if a cancel were lost
+        self._wakeup.set()
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task

@@ -269,6 +269,30 @@ async def test_the_runner_wakes_on_a_commit_without_waiting_for_its_poll(
         await relay.stop()
 
 
+async def test_stopping_the_runner_while_commits_wake_it_always_ends_it(
+    engine: AsyncEngine,
+) -> None:
+    """A stop that lands as a wake-up fires must still end the runner (on Python 3.11,
+    `asyncio.wait_for` swallowed a cancel arriving just after its event fired, and `stop()`
+    then waited forever: the hang that once ate a CI run)."""
+
+    async def publish(_channel: str, _message: str) -> None:
+        return None
+
+    for steps in range(8):  # the wake-up's callbacks take a few loop steps to reach the runner
+        relay = Relay(engine, publish, poll_seconds=30)
+        relay.start()
+        await asyncio.sleep(0.05)  # it has published nothing and waits for a wake-up
+        relay._wakeup.set()
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        runner = relay._task
+        assert runner is not None
+        stopping = asyncio.create_task(relay.stop())
+        await asyncio.wait({stopping}, timeout=5)
+        assert stopping.done() and runner.done(), f"the runner outlived stop() ({steps} steps)"
+
+
 async def test_the_runner_backs_off_on_errors_and_then_delivers_everything(
     engine: AsyncEngine, keyring: Keyring
 ) -> None:
