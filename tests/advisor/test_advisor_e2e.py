@@ -26,7 +26,7 @@ from tests.advisor.households import (
     demo_household,
     in_base,
 )
-from tests.graphql import Client
+from tests.graphql import Client, register
 from tests.realtime.ws import GraphQLWS, serving
 
 ASK = "mutation($q: String!) { askAdvisor(question: $q) { answer { id } } }"
@@ -170,3 +170,25 @@ async def test_the_four_questions_on_the_embedded_default_with_demo_data(api: Ap
     message, _ = await ask(api, "If we save 20,000 a month at 8% for 10 years, what do we have?")
     assert rupees(value) in message["content"], message["content"]
     assert message["citations"] == []
+
+
+async def test_another_workspace_asking_the_same_sees_nothing_of_the_first(
+    api: Api, make_client: Any
+) -> None:
+    neighbour: Client = make_client()
+    await register(neighbour, name="Neighbour")
+    cookies = neighbour.http.cookies
+    token = str(cookies.get("__Host-ww_access") or cookies.get("ww_access"))
+    async with httpx.AsyncClient(
+        base_url=api.base, headers={"authorization": f"Bearer {token}"}
+    ) as http:
+        other = Api(api.base, Client(http), token, api.household)
+        for question in (
+            "How much did we spend on groceries last month?",
+            "What subscriptions are we paying for?",
+            "Compare our dining spend this quarter with last quarter",
+        ):
+            message, _ = await ask(other, question)
+            assert message["citations"] == [], question
+            for payee in ("Netflix", "Spotify", "BigBasket", "Swiggy"):
+                assert payee not in message["content"], (question, message["content"])
