@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 
+from domain.advisor.analyst.provider import VOCABULARIES
 from domain.advisor.retrieval.source import changed_transactions
 from domain.realtime.envelope import EnvelopeError, decode
 from workers.tasks import JobServices, index_transactions
@@ -48,6 +49,7 @@ class IndexFeed:
         except EnvelopeError:
             return
         for workspace, ids in changed_transactions([envelope]).items():
+            VOCABULARIES.forget(workspace)  # a new or renamed payee: the analyst reads again
             waiting = self.pending.setdefault(workspace, {})
             for transaction_id in ids:
                 waiting.setdefault(transaction_id, 0)
