@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import strawberry
 from graphql import GraphQLError
 from strawberry import relay
@@ -15,7 +13,7 @@ from domain.core.errors import DomainError
 from schema.advisor import AdvisorMutation, AdvisorQuery, AdvisorSubscription
 from schema.audit import AuditMutation, AuditQuery, AuditTrail
 from schema.cost import OperationCost
-from schema.errors import ErrorCodes, WriteIntent, classify
+from schema.errors import ErrorCodes, WriteIntent
 from schema.identity.api import IdentityMutation, IdentityQuery
 from schema.identity.api_tokens import ApiTokenMutation, ApiTokenQuery
 from schema.identity.oidc import OidcQuery
@@ -54,17 +52,6 @@ class WealthWiseSchema(strawberry.Schema):
             and not isinstance(error.original_error, (DomainError, GraphQLError))
         ]
         super().process_errors(unexpected, execution_context)
-
-    async def _handle_execution_result(
-        self, context: ExecutionContext, result: Any, *args: Any, **kwargs: Any
-    ) -> Any:
-        """Each event of a subscription passes here (queries and mutations too): give its
-        errors their codes and mask the unexpected ones, as ErrorCodes does per request."""
-        handled = await super()._handle_execution_result(context, result, *args, **kwargs)
-        errors = getattr(handled, "errors", None)
-        if errors:
-            handled.errors = [classify(error) for error in errors]
-        return handled
 
 
 Subscription = merge_types("Subscription", (RealtimeSubscription, AdvisorSubscription))

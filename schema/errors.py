@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Iterator
+from typing import Any
 
 import structlog
 from graphql import GraphQLError
@@ -87,6 +88,15 @@ class ErrorCodes(SchemaExtension):
         errors = getattr(result, "errors", None)
         if result is not None and errors:
             result.errors = [classify(error) for error in errors]
+
+    def on_stream_result(self, result: Any) -> Iterator[None]:
+        """A subscription sends each result as it comes, long before `on_operation` ends:
+        classify its errors before it goes (a stream that raises would otherwise send the
+        exception's own text)."""
+        errors = getattr(result, "errors", None)
+        if errors:
+            result.errors = [classify(error) for error in errors]
+        yield
 
 
 class WriteIntent(SchemaExtension):
