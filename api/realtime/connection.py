@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 import uuid
 from collections import Counter
@@ -151,26 +152,27 @@ class ConnectionContext(RequestContext):
             raise Forbidden("Your role in this workspace changed: connect again")
 
     async def _watch(self) -> None:
+        """End the connection when its token expires, or when a recheck finds the session
+        (or API token, or membership) gone. Rechecks are spread out (jitter), and a recheck
+        that fails for the server's own reasons (a busy pool) is tried again later, never
+        taken for a sign-out."""
         recheck = self.services.settings.ws_recheck_seconds
-        try:
-            while True:
-                wait = recheck
-                if self.expires_at is not None:
-                    wait = min(wait, max(0.0, self.expires_at - time.time()))
-                await asyncio.sleep(wait)
-                if self.expires_at is not None and time.time() >= self.expires_at:
-                    await self.end(SESSION_ENDED, "Session expired: sign in again")
-                    return
-                try:
-                    await self._still_allowed()
-                except DomainError as error:
-                    await self.end(SESSION_ENDED, error.message)
-                    return
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("websocket_watchdog_failed")
-            await self.end(1011, "Internal error")
+        wait = recheck * random.uniform(0.5, 1.0)  # connections opened together spread out
+        while True:
+            if self.expires_at is not None:
+                wait = min(wait, max(0.0, self.expires_at - time.time()))
+            await asyncio.sleep(wait)
+            wait = recheck * random.uniform(0.9, 1.1)
+            if self.expires_at is not None and time.time() >= self.expires_at:
+                await self.end(SESSION_ENDED, "Session expired: sign in again")
+                return
+            try:
+                await self._still_allowed()
+            except DomainError as error:
+                await self.end(SESSION_ENDED, error.message)
+                return
+            except Exception as error:  # asyncio.CancelledError is no Exception
+                log.warning("websocket_recheck_failed", error=repr(error), retry_in=wait)
 
     # --- database --------------------------------------------------------------------
 
