@@ -49,6 +49,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from api.app import build_services, create_app
+from bench.provenance import commit_id
 from domain.audit.models import ActorKind, Outcome
 from domain.audit.service import record_event
 from domain.core.db import bind_scope, create_engine, session_for, unit_of_work
@@ -916,24 +917,6 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _commit() -> str | None:
-    """The checked-out commit, with "+dirty" when the tree has changes (others' or ours)."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    except OSError:
-        return None
-    return f"{head}+dirty" if head and dirty else head or None
-
-
 def machine() -> dict[str, Any]:
     cpu = "unknown"
     memory_gb = None
@@ -1013,7 +996,7 @@ def main(argv: list[str] | None = None) -> None:
         help="admin URL of the server where the scratch database is created",
     )
     args = parser.parse_args(argv)
-    args.commit = _commit()  # the code this process imported: the tree may change under a run
+    args.commit = commit_id()  # the code this process imported: the tree may change under a run
     backends = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
     RESULTS_DIR.mkdir(exist_ok=True)
     for backend in backends:

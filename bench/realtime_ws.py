@@ -48,6 +48,8 @@ import asyncpg
 import httpx
 from sqlalchemy.engine import make_url
 
+from bench.provenance import commit_id
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DEFAULT_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/"
@@ -586,7 +588,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     clients = args.clients or (1 if n <= 2_000 else 2)
     report: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "commit": _commit(),
+        "commit": commit_id(),
         "subscribers": n,
         "per_workspace": args.per_workspace,
         "workspaces": workspaces_count,
@@ -923,22 +925,6 @@ def _wait_redis(port: int) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
-
-
-def _commit() -> str | None:
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    except OSError:
-        return None
-    return f"{head}+dirty" if head and dirty else head or None
 
 
 def machine() -> dict[str, Any]:

@@ -7,7 +7,7 @@ import calendar
 import datetime as dt
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -21,6 +21,7 @@ from domain.core.keys import Keyring
 from domain.core.settings import Settings
 from domain.core.tenancy import Tenant
 from domain.identity import service as identity
+from domain.ledger import transactions as tx_service
 from domain.ledger.transactions import TransactionDraft, TransferDraft, post_many
 
 ANCHOR = dt.date(2026, 3, 14)  # "today" of the tests: last month is February 2026
@@ -140,3 +141,22 @@ def in_base(household: Household, legs: Iterable[Leg]) -> Decimal:
 
 def between(legs: Iterable[Leg], start: dt.date, end: dt.date) -> list[Leg]:
     return [leg for leg in legs if start <= leg.date <= end]
+
+
+async def listed_ids(
+    household: Household, category_names: Sequence[str], start: dt.date, end: dt.date
+) -> set[uuid.UUID]:
+    """The ids the transaction list (another query path than the tools') gives for these
+    categories and dates."""
+    async with household.context() as ctx:
+        page = await tx_service.list_transactions(
+            ctx.session,
+            ctx.tenant,
+            tx_service.TransactionFilter(
+                category_ids=tuple(household.categories[n] for n in category_names),
+                date_from=start,
+                date_to=end,
+            ),
+            first=10_000,
+        )
+    return {item.id for item in page.items}

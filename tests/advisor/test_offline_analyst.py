@@ -48,6 +48,7 @@ from tests.advisor.households import (
     cents,
     demo_household,
     in_base,
+    listed_ids,
     month_end,
     usd_rate,
 )
@@ -167,24 +168,6 @@ def assert_verified(answer: Answer) -> None:
     assert answer.stop is not None and answer.stop.reason == "end_turn", answer.stop
     assert unverified_figures(answer.text, answer.sources) == [], answer.text
     assert set(answer.cited()) <= set(answer.citations), "cites only what the tools returned"
-
-
-async def listed_ids(
-    household: Household, category_names: Sequence[str], start: dt.date, end: dt.date
-) -> set[uuid.UUID]:
-    """The transaction list's ids (another query path than the tools')."""
-    async with household.context() as ctx:
-        page = await tx_service.list_transactions(
-            ctx.session,
-            ctx.tenant,
-            tx_service.TransactionFilter(
-                category_ids=tuple(household.categories[n] for n in category_names),
-                date_from=start,
-                date_to=end,
-            ),
-            first=10_000,
-        )
-    return {item.id for item in page.items}
 
 
 def drafts_of(household: Household) -> list[TransactionDraft]:

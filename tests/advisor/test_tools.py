@@ -33,6 +33,7 @@ from tests.advisor.households import (
     cents,
     demo_household,
     in_base,
+    listed_ids,
     month_end,
     usd_rate,
 )
@@ -60,24 +61,6 @@ async def neighbour(database: Settings) -> AsyncIterator[Household]:
 def amount(money: dict[str, str], currency: str = "INR") -> Decimal:
     assert money["currency"] == currency, money
     return Decimal(money["amount"])
-
-
-async def listed_ids(
-    household: Household, category_names: Sequence[str], start: dt.date, end: dt.date
-) -> set[uuid.UUID]:
-    """The ids the transaction list (another query path) gives for categories and dates."""
-    async with household.context() as ctx:
-        page = await tx_service.list_transactions(
-            ctx.session,
-            ctx.tenant,
-            tx_service.TransactionFilter(
-                category_ids=tuple(household.categories[n] for n in category_names),
-                date_from=start,
-                date_to=end,
-            ),
-            first=10_000,
-        )
-    return {item.id for item in page.items}
 
 
 async def test_groceries_last_month_match_the_posted_drafts(household: Household) -> None:
