@@ -35,7 +35,7 @@ from starlette.websockets import WebSocket, WebSocketState
 
 from api.realtime.hub import CloseReason, Hub, Subscription, SubscriptionClosed
 from api.realtime.stream import current_seq, workspace_stream
-from domain.core.db import bind_scope, session_for, unit_of_work
+from domain.core.db import bind_scope, unit_of_work
 from domain.core.errors import DomainError, Forbidden, Unauthenticated
 from domain.identity import api_tokens
 from domain.identity import service as identity
@@ -179,19 +179,12 @@ class ConnectionContext(RequestContext):
     @asynccontextmanager
     async def db(self) -> AsyncIterator[AsyncSession]:
         """A short read transaction of its own, under the connection's scope."""
-        session = session_for(self.services.engine, write=False)
-        try:
+        async with unit_of_work(self.services.engine, write=False) as session:
             if self._tenant is not None:
                 await bind_scope(
                     session, workspace_id=self._tenant.workspace_id, user_id=self._tenant.user_id
                 )
             yield session
-            await session.commit()
-        except BaseException:
-            await session.rollback()
-            raise
-        finally:
-            await session.close()
 
     def _now(self, action: Callable[[AsyncSession], Awaitable[object]]) -> None:
         """Run `action` at once in a transaction of its own (there is no request one)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -21,7 +21,6 @@ from domain.core.db import unit_of_work
 from schema.context import AppServices
 from tests.advisor.fake_anthropic import API_KEY, Answer, FakeAnthropic, Text, ToolUse
 from tests.graphql import Client, category_ids, create_account, post, register
-from tests.identity.fake_provider import ServerThread
 from tests.realtime.ws import GraphQLWS, serving
 
 ASK = """mutation($q: String!, $t: ID) { askAdvisor(question: $q, threadId: $t) {
@@ -33,15 +32,6 @@ ANSWER = """subscription($id: ID!) { advisorAnswer(messageId: $id) {
             usage { inputTokens outputTokens } provider model } } }"""
 THREAD = """query($id: ID!) { advisorThread(id: $id) { title messages {
   role status content toolCalls { name } citations { transactionId } flags { code } } } }"""
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeAnthropic]:
-    server = FakeAnthropic()
-    thread = ServerThread(server.app())
-    server.base_url = thread.start()
-    yield server
-    thread.stop()
 
 
 @pytest.fixture

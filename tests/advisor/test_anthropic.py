@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import pytest
@@ -44,7 +44,6 @@ from tests.advisor.fake_anthropic import (
     Text,
     ToolUse,
 )
-from tests.identity.fake_provider import ServerThread
 
 SPENDING = ToolSpec(
     name="spending",
@@ -67,15 +66,6 @@ SEARCH = ToolSpec(
 TOOLS = (SPENDING, SEARCH)
 QUESTION = Message.user("How much did we spend on groceries last month? Today is 2026-11-30.")
 OVERLOADED = Failure(529, "overloaded_error", "Overloaded")
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeAnthropic]:
-    server = FakeAnthropic()
-    thread = ServerThread(server.app())
-    server.base_url = thread.start()
-    yield server
-    thread.stop()
 
 
 def make_provider(fake: FakeAnthropic, **options: Any) -> AnthropicProvider:
