@@ -27,6 +27,7 @@ from api.middleware import RequestIdMiddleware, UnexpectedErrors
 from api.oidc import OidcLogin
 from api.ratelimit import RateLimiter, RateLimitMiddleware
 from api.realtime.hub import Hub
+from api.realtime.registry import ConnectionRegistry
 from api.security import OriginAllowlist, RequestBodyLimit, SecurityHeaders
 from domain.audit.service import seal_all
 from domain.core.db import create_engine, unit_of_work
@@ -95,7 +96,11 @@ def create_app(
         indexing = asyncio.create_task(feed.run(feeding)) if jobs.embedded else None
         if jobs.embedded:
             relay.start()
-        yield {"services": services, "jobs": jobs.broker, "hub": hub}
+        # One batched session recheck per interval for all of this process's WebSockets.
+        connections = ConnectionRegistry(services.engine, settings.ws_recheck_seconds)
+        connections.start()
+        yield {"services": services, "jobs": jobs.broker, "hub": hub, "connections": connections}
+        await connections.stop()
         await relay.stop()
         feeding.set()
         if indexing is not None:

@@ -99,6 +99,7 @@ class WealthWiseGraphQL(GraphQL[RequestContext, None]):
                 response=None,
                 services=self.services,
                 hub=getattr(request.state, "hub", None),
+                registry=getattr(request.state, "connections", None),
             )
         context = RequestContext(
             request=request,

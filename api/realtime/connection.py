@@ -10,17 +10,17 @@ Sign-in happens at `connection_init` (graphql-transport-ws): a token in the payl
 (`{"authorization": "Bearer …"}` or `{"token": "…"}`: an access JWT or a `wwt_` API token)
 or else the session cookie sent with the upgrade, which the Origin allowlist guarded
 (api/security.py). `workspaceId` in the payload (or the `x-workspace-id` header) picks the
-workspace. The connection then lives until its access token expires; every
-`ws_recheck_seconds` it checks that the session (or API token) and the membership are
-still there. When they are not, it closes with 4401 and the client signs in again and
-resumes with `since`.
+workspace. The connection then lives until its access token expires (a timer of its own),
+and it registers what keeps it alive with the process's ConnectionRegistry
+(api/realtime/registry.py), which every `ws_recheck_seconds` checks for all connections at
+once that the session (or API token) and the membership are still there. When they are
+not, it closes with 4401 and the client signs in again and resumes with `since`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
 import uuid
 from collections import Counter
@@ -34,11 +34,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.websockets import WebSocket, WebSocketState
 
 from api.realtime.hub import CloseReason, Hub, Subscription, SubscriptionClosed
+from api.realtime.registry import ConnectionRegistry, Holder
 from api.realtime.stream import current_seq, workspace_stream
 from domain.core.db import bind_scope, unit_of_work
-from domain.core.errors import DomainError, Forbidden, Unauthenticated
+from domain.core.errors import DomainError
 from domain.identity import api_tokens
-from domain.identity import service as identity
 from domain.realtime.envelope import Envelope
 from schema.context import RequestContext
 
@@ -65,10 +65,12 @@ class ConnectionContext(RequestContext):
     over_websocket: ClassVar[bool] = True
     connection_params: dict[str, Any] = field(default_factory=dict)
     hub: Hub | None = None
+    registry: ConnectionRegistry | None = None
     expires_at: float | None = None  # epoch seconds: the access token's expiry
     _watchdog: asyncio.Task[None] | None = None
     _background: set[asyncio.Task[Any]] = field(default_factory=set)
     _counted: uuid.UUID | None = None
+    _unregister: Callable[[], None] | None = None
     _closing: bool = False
 
     @property
@@ -114,6 +116,8 @@ class ConnectionContext(RequestContext):
             )
         _open_per_user[tenant.user_id] += 1
         self._counted = tenant.user_id
+        if self.registry is not None:
+            self._unregister = self.registry.register(self._holder(token), self._ended)
         self._watchdog = asyncio.create_task(self._watch())
         from schema.ids import encode_id
 
@@ -132,47 +136,26 @@ class ConnectionContext(RequestContext):
             return access.expires_at.timestamp() if access.expires_at else None
         return float(self.services.signer.verify(token).expires_at)
 
-    async def _still_allowed(self) -> None:
-        """Raises when the session or token has ended or the membership is gone."""
-        token = self.access_token()
-        tenant = await self.tenant()
-        if token is None:
-            raise Unauthenticated("Sign in first")
-        async with self.db() as session:
-            if api_tokens.is_api_token(token):
-                await api_tokens.authenticate(
-                    session, self.services.keyring, token, tenant.workspace_id
-                )
-                return
-            auth = await identity.resolve_access(session, self.services.signer, token)
-            current = await identity.open_tenant(
-                session, self.services.keyring, auth.user_id, tenant.workspace_id
-            )
-        if current.role != tenant.role:
-            raise Forbidden("Your role in this workspace changed: connect again")
+    def _holder(self, token: str) -> Holder:
+        """What keeps this connection alive, for the registry's batched recheck."""
+        tenant = self._tenant
+        assert tenant is not None, "signed in"
+        if tenant.api_token_id is not None:
+            return Holder.api_token(tenant.api_token_id, tenant.workspace_id, tenant.role)
+        claims = self.services.signer.verify(token)
+        return Holder.person(claims.session_id, tenant.user_id, tenant.workspace_id, tenant.role)
+
+    async def _ended(self, reason: str) -> None:
+        """The registry's recheck found the session, token or membership gone."""
+        await self.end(SESSION_ENDED, reason)
 
     async def _watch(self) -> None:
-        """End the connection when its token expires, or when a recheck finds the session
-        (or API token, or membership) gone. Rechecks are spread out (jitter), and a recheck
-        that fails for the server's own reasons (a busy pool) is tried again later, never
-        taken for a sign-out."""
-        recheck = self.services.settings.ws_recheck_seconds
-        wait = recheck * random.uniform(0.5, 1.0)  # connections opened together spread out
-        while True:
-            if self.expires_at is not None:
-                wait = min(wait, max(0.0, self.expires_at - time.time()))
-            await asyncio.sleep(wait)
-            wait = recheck * random.uniform(0.9, 1.1)
-            if self.expires_at is not None and time.time() >= self.expires_at:
-                await self.end(SESSION_ENDED, "Session expired: sign in again")
-                return
-            try:
-                await self._still_allowed()
-            except DomainError as error:
-                await self.end(SESSION_ENDED, error.message)
-                return
-            except Exception as error:  # asyncio.CancelledError is no Exception
-                log.warning("websocket_recheck_failed", error=repr(error), retry_in=wait)
+        """End the connection when its access token expires (a timer: no database read;
+        the registry rechecks the session, token and membership for all connections)."""
+        if self.expires_at is None:
+            return
+        await asyncio.sleep(max(0.0, self.expires_at - time.time()))
+        await self.end(SESSION_ENDED, "Session expired: sign in again")
 
     # --- database --------------------------------------------------------------------
 
@@ -277,6 +260,9 @@ class ConnectionContext(RequestContext):
 
     async def release(self) -> None:
         """Called once the connection is over."""
+        if self._unregister is not None:
+            self._unregister()
+            self._unregister = None
         if self._counted is not None:
             _open_per_user[self._counted] -= 1
             if _open_per_user[self._counted] <= 0:
