@@ -7,13 +7,18 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
+import pytest
 from sqlalchemy import delete, event, update
 from sqlmodel import col
 
+from api.realtime import registry
+from api.realtime.registry import Holder, dead_holders
+from domain.core.db import unit_of_work
 from domain.identity.models import Membership
 from schema.context import AppServices
 from schema.ids import decode_id
@@ -169,3 +174,33 @@ async def test_the_recheck_is_one_batch_per_interval_not_one_per_connection(
     assert len(reads) >= 3, reads  # the rechecks ran
     # SQLite reads sessions in one statement per check, PostgreSQL calls one function.
     assert len(reads) <= intervals, (len(reads), intervals)
+
+
+async def test_the_check_answers_each_entry_across_chunks(
+    services: AppServices, make_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check itself, as the API's role, with chunks of two entries: each dead entry
+    with its reason, the live ones absent, whatever chunk they fall in."""
+    monkeypatch.setattr(registry, "CHUNK", 2)
+    client: Client = make_client()
+    me = await register(client)
+    workspace = decode_id(me["workspaces"][0]["id"], "Workspace")
+    claims = services.signer.verify(token_of(client))
+    user, session_id = claims.user_id, claims.session_id
+    created = (await client.ok(CREATE_TOKEN, n="cron", s="READ", d=None))["createApiToken"]
+    token = decode_id(created["apiToken"]["id"], "ApiToken")
+    person = Holder.person
+    expected = {
+        person(session_id, user, workspace, "owner"): None,
+        person(session_id, user, workspace, "viewer"): "role",
+        person(session_id, user, uuid.uuid4(), "owner"): "membership",
+        person(uuid.uuid4(), user, workspace, "owner"): "session",
+        person(session_id, uuid.uuid4(), workspace, "owner"): "session",
+        Holder.api_token(token, workspace, "viewer"): None,
+        Holder.api_token(token, workspace, "member"): "role",
+        Holder.api_token(token, uuid.uuid4(), "viewer"): "token",
+        Holder.api_token(uuid.uuid4(), workspace, "viewer"): "token",
+    }
+    async with unit_of_work(services.engine, write=False) as session:
+        dead = await dead_holders(session, list(expected))
+    assert dead == {holder: why for holder, why in expected.items() if why is not None}
