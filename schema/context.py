@@ -192,15 +192,11 @@ class RequestContext:
 
     def events(self, since: int | None) -> AsyncIterator[Envelope]:
         """The caller's workspace events after `since`: only a WebSocket connection has them."""
-        raise WebSocketRequired(
-            "Subscriptions are served over WebSocket (graphql-transport-ws) at /graphql"
-        )
+        raise WebSocketRequired()
 
     async def event_position(self) -> int:
         """The workspace's last event sequence number now: only a WebSocket connection."""
-        raise WebSocketRequired(
-            "Subscriptions are served over WebSocket (graphql-transport-ws) at /graphql"
-        )
+        raise WebSocketRequired()
 
     @property
     def loaders(self) -> LedgerLoaders:

@@ -306,8 +306,6 @@ class OperationTransport(SchemaExtension):
                     "Queries and mutations are served over HTTP POST /graphql",
                     extensions={"code": "HTTP_REQUIRED"},
                 )
-            raise GraphQLError(
-                "Subscriptions are served over WebSocket (graphql-transport-ws) at /graphql",
-                extensions={"code": WebSocketRequired.code},
-            )
+            refusal = WebSocketRequired()
+            raise GraphQLError(refusal.message, extensions=refusal.extensions())
         yield

@@ -27,6 +27,14 @@ class BadInput(DomainError):
 class WebSocketRequired(BadInput):
     code = "WEBSOCKET_REQUIRED"
 
+    def __init__(
+        self,
+        message: str = "Subscriptions are served over WebSocket (graphql-transport-ws) at /graphql",
+        *,
+        field: str | None = None,
+    ) -> None:
+        super().__init__(message, field=field)
+
 
 class Unauthenticated(DomainError):
     code = "UNAUTHENTICATED"
