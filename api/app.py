@@ -26,6 +26,7 @@ from api.logging import configure_logging
 from api.middleware import RequestIdMiddleware, UnexpectedErrors
 from api.oidc import OidcLogin
 from api.ratelimit import RateLimiter, RateLimitMiddleware
+from api.realtime.fanout import Fanout
 from api.realtime.hub import Hub
 from api.realtime.registry import ConnectionRegistry
 from api.security import OriginAllowlist, RequestBodyLimit, SecurityHeaders
@@ -99,13 +100,23 @@ def create_app(
         # One batched session recheck per interval for all of this process's WebSockets.
         connections = ConnectionRegistry(services.engine, settings.ws_recheck_seconds)
         connections.start()
-        yield {"services": services, "jobs": jobs.broker, "hub": hub, "connections": connections}
+        # Subscribers asking the same thing share one execution per event.
+        fanout = Fanout(settings) if settings.realtime_shared_feeds else None
+        yield {
+            "services": services,
+            "jobs": jobs.broker,
+            "hub": hub,
+            "connections": connections,
+            "fanout": fanout,
+        }
         await connections.stop()
         await relay.stop()
         feeding.set()
         if indexing is not None:
             await indexing
-        await hub.stop()
+        await hub.stop()  # ends every feed's stream: members close with 1012
+        if fanout is not None:
+            await fanout.stop()
         if sealing is not None:
             sealing.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -19,12 +19,14 @@ from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
+    Operation,
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
 from strawberry.types.execution import ExecutionResult
 from strawberry.types.unset import UNSET
 
 from api.realtime.connection import ConnectionContext, ConnectionRefused
+from api.realtime.fanout import CURRENT_OPERATION, SharedOperation
 from api.security import csrf_rejected, csrf_safe, error_response, graphiql_csp
 from schema.context import AppServices, RequestContext
 from schema.errors import classify
@@ -42,6 +44,20 @@ class TransportWS(BaseGraphQLTransportWSHandler[RequestContext, None]):
             await super().handle_connection_init(message)
         except ConnectionRefused as refusal:
             await self.websocket.close(code=refusal.code, reason=refusal.reason)
+
+    async def run_operation(self, operation: Operation[RequestContext, None]) -> None:
+        """Each operation's task knows its operation: a subscription may join a shared feed
+        (api/realtime/fanout.py), which writes `next` messages under the operation's id."""
+        CURRENT_OPERATION.set(
+            SharedOperation(
+                operation.id,
+                operation.query,
+                operation.variables,
+                operation.operation_name,
+                self.schema,
+            )
+        )
+        await super().run_operation(operation)
 
     async def handle_task_exception(self, error: Exception) -> None:
         """An operation still sending after the server closed the socket (a slow consumer,
@@ -100,6 +116,8 @@ class WealthWiseGraphQL(GraphQL[RequestContext, None]):
                 services=self.services,
                 hub=getattr(request.state, "hub", None),
                 registry=getattr(request.state, "connections", None),
+                fanout=getattr(request.state, "fanout", None),
+                request_id=structlog.contextvars.get_contextvars().get("request_id"),
             )
         context = RequestContext(
             request=request,

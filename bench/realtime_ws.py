@@ -600,6 +600,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "query": args.query,
         "poll_seconds": args.poll,
         "recheck_seconds": args.recheck or 30,
+        "shared_feeds": args.shared == "on",
         "machine": machine(),
         "load_before": os.getloadavg()[0],
     }
@@ -629,6 +630,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             env[f"WEALTHWISE_RATE_LIMIT_{name.upper()}_BURST"] = "100000000"
         if args.recheck:
             env["WEALTHWISE_WS_RECHECK_SECONDS"] = str(args.recheck)
+        env["WEALTHWISE_REALTIME_SHARED_FEEDS"] = "true" if args.shared == "on" else "false"
         env.pop("WEALTHWISE_REDIS_URL", None)
         settings = Settings(
             database_url=url,
@@ -1001,6 +1003,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--drain", type=float, default=10, help="give up when nothing arrived for this long"
     )
+    parser.add_argument(
+        "--shared",
+        choices=["on", "off", "both"],
+        default="on",
+        help="realtime_shared_feeds; both: off (the baseline), then on, and their ratios",
+    )
     parser.add_argument("--connect-concurrency", type=int, default=20, help="per client")
     parser.add_argument("--producer-concurrency", type=int, default=4)
     parser.add_argument("--pg-url", default=os.environ.get("BENCH_PG_URL", DEFAULT_PG_URL))
@@ -1013,12 +1021,40 @@ def main(argv: list[str] | None = None) -> None:
     if args.role == "producer":
         _run_loop(producer_main(*args.files))
         return
-    report = run(args)
-    print(summary(report), flush=True)
-    target = args.json or RESULTS_DIR / f"realtime_ws-{args.subscribers}-{args.processes}p.json"
+    if args.shared == "both":
+        baseline = run(argparse.Namespace(**{**vars(args), "shared": "off"}))
+        print(summary(baseline), flush=True)
+        report = run(argparse.Namespace(**{**vars(args), "shared": "on"}))
+        print(summary(report), flush=True)
+        report["baseline_unshared"] = baseline
+        print(compare(baseline, report), flush=True)
+    else:
+        report = run(args)
+        print(summary(report), flush=True)
+    suffix = "" if args.shared == "on" else f"-{args.shared}"
+    name = f"realtime_ws-{args.subscribers}-{args.processes}p{suffix}.json"
+    target = args.json or RESULTS_DIR / name
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {target}", flush=True)
+
+
+def compare(baseline: dict[str, Any], shared: dict[str, Any]) -> str:
+    """Shared feeds against the unshared baseline of the same run."""
+
+    def ratio(key: str, *path: str) -> str:
+        before, after = baseline, shared
+        for step in (*path, key):
+            before, after = before.get(step, {}), after.get(step, {})
+        if not isinstance(before, int | float) or not isinstance(after, int | float) or not after:
+            return "n/a"
+        return f"{before / after:.1f}x"
+
+    return (
+        "shared feeds vs unshared (same run, baseline / shared): "
+        f"API CPU per delivery {ratio('api_cpu_us_per_delivery')}, "
+        f"p50 {ratio('p50', 'latency_ms')}, p99 {ratio('p99', 'latency_ms')}"
+    )
 
 
 def _run_loop(coroutine: Any) -> None:

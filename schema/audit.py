@@ -78,7 +78,8 @@ def origin(context: RequestContext, actor_id: uuid.UUID | None = None) -> Origin
     return Origin(
         actor_id=actor,
         actor_kind=kind,
-        request_id=structlog.contextvars.get_contextvars().get("request_id"),
+        request_id=getattr(context, "request_id", None)
+        or structlog.contextvars.get_contextvars().get("request_id"),
         ip=client.host if client else None,
     )
 
@@ -114,20 +115,21 @@ def _recorder(
 
 def record_read(info: Info, tenant: Tenant, transaction_ids: Iterable[uuid.UUID]) -> None:
     """A "read.transactions" event naming what this resolver returns, appended in a short
-    transaction of its own once the response's transaction is over."""
+    transaction of its own once the response's transaction is over; one per reader when a
+    shared subscription feed read it for all its members."""
     targets = [encode_id("Transaction", i) for i in transaction_ids]
-    context = info.context
-    context.persist_despite_failure(
-        _recorder(
-            context,
-            tenant.workspace_id,
-            origin(context),
-            READ_TRANSACTIONS,
-            Outcome.OK,
-            targets,
-            bind=True,
+    for context in info.context.readers():
+        context.persist_despite_failure(
+            _recorder(
+                context,
+                tenant.workspace_id,
+                origin(context),
+                READ_TRANSACTIONS,
+                Outcome.OK,
+                targets,
+                bind=True,
+            )
         )
-    )
 
 
 class AuditTrail(SchemaExtension):

@@ -190,9 +190,14 @@ class RequestContext:
             )
         return access.tenant
 
-    def events(self, since: int | None) -> AsyncIterator[Envelope]:
+    def events(self, since: int | None, *, share: bool = False) -> AsyncIterator[Envelope]:
         """The caller's workspace events after `since`: only a WebSocket connection has them."""
         raise WebSocketRequired()
+
+    def readers(self) -> list[RequestContext]:
+        """Whose reads this context's resolvers make, for the audit trail: the caller, or
+        every member of a shared subscription feed (api/realtime/fanout.py)."""
+        return [self]
 
     async def event_position(self) -> int:
         """The workspace's last event sequence number now: only a WebSocket connection."""

@@ -240,7 +240,7 @@ class RealtimeSubscription:
     async def workspace_events(
         self, info: Info, since: int | None = None
     ) -> AsyncGenerator[WorkspaceEvent, None]:
-        async for envelope in info.context.events(since):
+        async for envelope in info.context.events(since, share=True):
             if envelope.type in _KNOWN:
                 yield WorkspaceEvent.of(envelope)
 
@@ -252,7 +252,7 @@ class RealtimeSubscription:
         self, info: Info, account_ids: list[strawberry.ID] | None = None
     ) -> AsyncGenerator[BalanceUpdate, None]:
         wanted = await _requested_accounts(info, account_ids)
-        async for envelope in info.context.events(None):
+        async for envelope in info.context.events(None, share=True):
             if envelope.type != EventType.BALANCE_CHANGED.value:
                 continue
             moved = [i for i in _uuids(envelope.data.get("accounts")) if not wanted or i in wanted]
@@ -271,7 +271,7 @@ class RealtimeSubscription:
         self, info: Info, filter: TransactionFilter | None = None
     ) -> AsyncGenerator[TransactionChange, None]:
         matcher = await _change_filter(info, filter)
-        async for envelope in info.context.events(None):
+        async for envelope in info.context.events(None, share=True):
             kind = _CHANGE_KINDS.get(envelope.type)
             if kind is None or not matcher.matches_event(envelope):
                 continue

@@ -33,6 +33,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.websockets import WebSocket, WebSocketState
 
+from api.realtime.fanout import CURRENT_OPERATION, Fanout, Feed, readers_of
 from api.realtime.hub import CloseReason, Hub, Subscription, SubscriptionClosed
 from api.realtime.registry import ConnectionRegistry, Holder
 from api.realtime.stream import current_seq, workspace_stream
@@ -66,6 +67,8 @@ class ConnectionContext(RequestContext):
     connection_params: dict[str, Any] = field(default_factory=dict)
     hub: Hub | None = None
     registry: ConnectionRegistry | None = None
+    fanout: Fanout | None = None
+    request_id: str | None = None  # the upgrade's: names this connection in the audit trail
     expires_at: float | None = None  # epoch seconds: the access token's expiry
     _watchdog: asyncio.Task[None] | None = None
     _background: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -205,8 +208,28 @@ class ConnectionContext(RequestContext):
         tenant = await self.tenant()
         return await current_seq(self.services.engine, tenant.workspace_id)
 
-    async def events(self, since: int | None) -> AsyncIterator[Envelope]:
+    async def events(self, since: int | None, *, share: bool = False) -> AsyncIterator[Envelope]:
+        """The workspace's events after `since`. With `share` (a resolver whose results
+        depend only on what the fan-out keys by) and no `since`, the connection joins the
+        process's shared feed for its operation (api/realtime/fanout.py): the feed's
+        results are written to the socket directly and nothing is yielded here."""
         tenant = await self.tenant()
+        operation = CURRENT_OPERATION.get()
+        if (
+            share
+            and since is None
+            and self.fanout is not None
+            and operation is not None
+            and await self.fanout.follow(self, operation, tenant)
+        ):
+            return
+        async for envelope in self._stream(tenant.workspace_id, since):
+            yield envelope
+
+    def _stream_ready(self) -> None:
+        """The stream is live (a feed's members may start waiting)."""
+
+    async def _stream(self, workspace_id: uuid.UUID, since: int | None) -> AsyncIterator[Envelope]:
         assert self.hub is not None, "the hub starts with the app"
         watchers: list[asyncio.Task[None]] = []
 
@@ -219,9 +242,10 @@ class ConnectionContext(RequestContext):
                 self.hub,
                 self.services.engine,
                 self.services.settings,
-                tenant.workspace_id,
+                workspace_id,
                 since=since,
                 watch=watch,
+                ready=self._stream_ready,
             ):
                 self.fresh_loaders()
                 yield envelope
@@ -275,6 +299,38 @@ class ConnectionContext(RequestContext):
         for task in list(self._background):  # audit events being written: let them land
             with contextlib.suppress(Exception):
                 await task
+
+
+@dataclass
+class FeedContext(ConnectionContext):
+    """The context a shared feed executes under: its members' workspace and role, no
+    socket of its own (the request is its first member's, for reading only), no rate-limit
+    charge (each member paid for its subscribe). Ending it ends its members' connections."""
+
+    feed: Feed | None = None
+
+    def readers(self) -> list[RequestContext]:
+        assert self.feed is not None
+        return list(readers_of(self.feed))
+
+    async def events(self, since: int | None, *, share: bool = False) -> AsyncIterator[Envelope]:
+        tenant = await self.tenant()
+        async for envelope in self._stream(tenant.workspace_id, since):
+            yield envelope
+
+    def _stream_ready(self) -> None:
+        assert self.feed is not None
+        self.feed.live()
+
+    async def end(self, code: int, reason: str) -> None:
+        if self._closing or self.feed is None:
+            return
+        self._closing = True
+        members = readers_of(self.feed)
+        await asyncio.gather(*(member.end(code, reason) for member in members))
+
+    async def release(self) -> None:
+        """Nothing is held: no socket, no count, no registration."""
 
 
 def _reason(reason: CloseReason) -> str:

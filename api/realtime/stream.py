@@ -68,13 +68,15 @@ async def workspace_stream(
     *,
     since: int | None = None,
     watch: Callable[[Subscription], object] | None = None,
+    ready: Callable[[], object] | None = None,
 ) -> AsyncIterator[Envelope]:
     """Every event of the workspace after `since` (None: from now on), in sequence order.
 
     Raises `SinceTooOld` when events after `since` were already pruned from the outbox, and
     lets the hub's `SubscriptionClosed` through (the connection closes with its code).
     `watch` sees the hub subscription first: a caller whose consumer may block elsewhere
-    (a WebSocket send) can wait for the hub to close it."""
+    (a WebSocket send) can wait for the hub to close it. `ready` is called once the stream
+    is live and its starting position known, before the first event."""
     if since is not None and since < 0:
         raise SinceTooOld("since is a sequence number: 0 or more", field="since")
     async with hub.subscribe(workspace_channel(settings, workspace_id)) as live:
@@ -82,6 +84,8 @@ async def workspace_stream(
             watch(live)
         position = since if since is not None else await current_seq(engine, workspace_id)
         strict = since is not None  # only a client's own position can be too old
+        if ready is not None:
+            ready()
 
         async def catch_up() -> AsyncIterator[Envelope]:
             nonlocal position, strict

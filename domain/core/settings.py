@@ -130,6 +130,9 @@ class Settings(BaseSettings):
     realtime_channel_prefix: str = "wealthwise:events:"
     realtime_queue_size: int = Field(default=1_000, ge=1)
     realtime_max_overflows: int = Field(default=3, ge=1)
+    # Subscribers of one process that ask the same thing (workspace, role, document,
+    # variables, no `since`) share one execution per event (api/realtime/fanout.py).
+    realtime_shared_feeds: bool = True
     # Redis pub/sub: reconnect backoff cap (the relay's retry cap too), and how long a
     # silent connection may idle before a PING checks it (twice that without an answer:
     # reconnect).

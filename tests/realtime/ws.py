@@ -7,6 +7,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
@@ -20,9 +21,22 @@ from tests.server import free_port
 PROTOCOL = "graphql-transport-ws"
 
 
+@dataclass
+class Served:
+    url: str
+    server: uvicorn.Server
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """What the app's lifespan holds (the hub, the fan-out, ...)."""
+        lifespan = self.server.lifespan
+        state: dict[str, Any] = lifespan.state
+        return state
+
+
 @asynccontextmanager
-async def serving(services: AppServices, **config: Any) -> AsyncIterator[str]:
-    """The API on a free port until the block ends; yields its base URL (http://…)."""
+async def served(services: AppServices, **config: Any) -> AsyncIterator[Served]:
+    """The API on a free port until the block ends, with a handle on its server."""
     port = free_port()
     app = create_app(services.settings, services)
     config = {"log_level": "warning", "lifespan": "on", **config}
@@ -33,10 +47,17 @@ async def serving(services: AppServices, **config: Any) -> AsyncIterator[str]:
             if task.done():
                 task.result()
             await asyncio.sleep(0.02)
-        yield f"http://127.0.0.1:{port}"
+        yield Served(f"http://127.0.0.1:{port}", server)
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 30)
+
+
+@asynccontextmanager
+async def serving(services: AppServices, **config: Any) -> AsyncIterator[str]:
+    """The API on a free port until the block ends; yields its base URL (http://…)."""
+    async with served(services, **config) as server:
+        yield server.url
 
 
 class Closed(Exception):

@@ -1,0 +1,300 @@
+"""Shared subscription feeds: the selection executed once per event for every subscriber
+of the process that asked the same thing, the encoded result written to each.
+
+Executing a subscription's selection for every subscriber and every event made the GraphQL
+executor most of a delivery's cost (bench/README.md, "Realtime"). Subscribers that would
+receive identical results therefore share one *feed*: the same workspace, the same role
+and kind of caller (a person or an API token), the same document, operation name and
+variables, and no `since` (a replay is each subscriber's own). The feed runs the operation
+once through the schema (every extension, the resolver, the executor) under a context of
+its own, encodes each result once, and each member's own operation task writes it to its
+socket under the member's operation id.
+
+What stays per subscriber: its sign-in, its rate-limit charge, the limits, permissions and
+argument checks of its subscribe (each member's own pipeline runs up to the point where its
+resolver asks for events, and only then joins), its close codes, a bounded queue (a member
+that falls `realtime_queue_size` results behind is closed with 1013, like a lagging hub
+subscriber; it reconnects with `since`), and the audit trail: a transaction the feed reads
+is recorded for every member, with the member's own actor, address and request id.
+
+A result "as it is now" (a transaction, a balance) is read once per event for all members,
+when the feed executes it, rather than a few milliseconds apart by each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+from collections import deque
+from collections.abc import Hashable
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from strawberry.types.execution import ExecutionResult, PreExecutionError
+from strawberry.utils.aio import aclosing
+
+from domain.core.tenancy import Tenant
+
+if TYPE_CHECKING:
+    from strawberry.schema import BaseSchema
+
+    from api.realtime.connection import ConnectionContext
+    from domain.core.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+SLOW_MEMBER = 1013  # Try Again Later: the client reconnects and resumes with `since`
+SLOW_REASON = "Too slow to keep up: reconnect with since"
+
+
+@dataclass(frozen=True, slots=True)
+class SharedOperation:
+    """The graphql-transport-ws operation a resolver runs for (set by the WebSocket
+    handler for each operation's task)."""
+
+    id: str
+    query: str
+    variables: dict[str, Any] | None
+    operation_name: str | None
+    schema: BaseSchema
+
+
+CURRENT_OPERATION: ContextVar[SharedOperation | None] = ContextVar(
+    "wealthwise_ws_operation", default=None
+)
+
+
+@dataclass(slots=True)
+class FanoutMetrics:
+    feeds: int = 0
+    members: int = 0
+    executions: int = 0  # results the feeds produced (one per event and feed)
+    deliveries: int = 0  # results queued to members
+    slow_members_closed: int = 0
+
+
+def encode_result(result: ExecutionResult) -> str:
+    """The `payload` of a graphql-transport-ws `next` message, as Strawberry builds it."""
+    payload: dict[str, Any] = {"data": result.data}
+    if result.errors:
+        payload["errors"] = [error.formatted for error in result.errors]
+    if result.extensions:
+        payload["extensions"] = result.extensions
+    return json.dumps(payload, separators=(",", ":"))
+
+
+class Member:
+    """One subscriber of a feed: its queue of encoded results, written by its own task."""
+
+    __slots__ = ("_waiter", "bound", "context", "ended", "frames", "prefix")
+
+    def __init__(self, context: ConnectionContext, operation_id: str, bound: int) -> None:
+        self.context = context
+        self.prefix = '{"id":' + json.dumps(operation_id) + ',"type":"next","payload":'
+        self.frames: deque[str] = deque()
+        self.bound = bound
+        self.ended = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def push(self, payload: str) -> bool:
+        """Queue one result; False when the member is too far behind (it is then closed)."""
+        if self.ended:
+            return False
+        if len(self.frames) >= self.bound:
+            self.ended = True
+            self.frames.clear()
+            self._wake()
+            return False
+        self.frames.append(payload)
+        self._wake()
+        return True
+
+    def finish(self) -> None:
+        """The feed is over: write what is queued, then return."""
+        self.ended = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def run(self) -> None:
+        """Write the feed's results to the socket until the feed ends (or the operation
+        is cancelled: the client completed it, or the connection closed)."""
+        websocket = self.context.websocket
+        loop = asyncio.get_running_loop()
+        while True:
+            while self.frames:
+                await websocket.send_text(self.prefix + self.frames.popleft() + "}")
+            if self.ended:
+                return
+            self._waiter = loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+
+class Feed:
+    """One execution of a subscription operation, shared by its members."""
+
+    def __init__(
+        self,
+        fanout: Fanout,
+        key: Hashable,
+        operation: SharedOperation,
+        tenant: Tenant,
+        first: ConnectionContext,
+    ) -> None:
+        self.fanout = fanout
+        self.key = key
+        self.operation = operation
+        self.tenant = tenant
+        self.members: dict[Member, None] = {}  # insertion-ordered set
+        self.started: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.closing = False
+        self.context = _feed_context(self, first)
+        self.task = asyncio.create_task(self._run(), name="fanout-feed")
+
+    def live(self) -> None:
+        """The feed's event stream is live: members may start waiting for results."""
+        if not self.started.done():
+            self.started.set_result(True)
+
+    async def _run(self) -> None:
+        operation = self.operation
+        try:
+            stream = await operation.schema.stream(
+                operation.query,
+                variable_values=operation.variables,
+                context_value=self.context,
+                operation_name=operation.operation_name,
+            )
+            async with aclosing(stream):
+                async for result in stream:
+                    if not self.started.done() or not self.started.result():
+                        # An error before the stream went live: each member's own pipeline
+                        # runs instead and reports it in its own words.
+                        break
+                    if isinstance(result, PreExecutionError) or not isinstance(
+                        result, ExecutionResult
+                    ):
+                        break
+                    self._deliver(encode_result(result))
+                self.closing = True
+        except Exception:
+            log.exception("fanout_feed_failed")
+        finally:
+            self.closing = True
+            self.fanout._forget(self)
+            if not self.started.done():
+                self.started.set_result(False)
+            for member in self.members:
+                member.finish()
+
+    def _deliver(self, payload: str) -> None:
+        metrics = self.fanout.counts
+        metrics.executions += 1
+        for member in list(self.members):
+            if member.push(payload):
+                metrics.deliveries += 1
+            else:
+                metrics.slow_members_closed += 1
+                self.members.pop(member, None)
+                _close_soon(member.context, SLOW_MEMBER, SLOW_REASON)
+
+    def leave(self, member: Member) -> None:
+        self.members.pop(member, None)
+        if not self.members and not self.closing:
+            self.closing = True
+            self.fanout._forget(self)
+            self.task.cancel()
+
+
+def _close_soon(context: ConnectionContext, code: int, reason: str) -> None:
+    task = asyncio.create_task(context.end(code, reason))
+    context._background.add(task)
+    task.add_done_callback(context._background.discard)
+
+
+def _feed_context(feed: Feed, first: ConnectionContext) -> ConnectionContext:
+    from api.realtime.connection import FeedContext
+
+    services = dataclasses.replace(first.services, limiter=None)  # members paid already
+    return FeedContext(
+        request=first.request,
+        response=None,
+        services=services,
+        hub=first.hub,
+        feed=feed,
+        _tenant=feed.tenant,
+    )
+
+
+class Fanout:
+    """The process's shared feeds, by what their members asked."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.feeds: dict[Hashable, Feed] = {}
+        self.counts = FanoutMetrics()
+
+    def key(self, tenant: Tenant, operation: SharedOperation) -> Hashable:
+        variables = json.dumps(operation.variables or {}, sort_keys=True, default=str)
+        return (
+            tenant.workspace_id,
+            tenant.role,
+            tenant.api_token_id is not None,
+            operation.query,
+            operation.operation_name,
+            variables,
+        )
+
+    async def follow(
+        self, context: ConnectionContext, operation: SharedOperation, tenant: Tenant
+    ) -> bool:
+        """Join (or start) the feed for this operation and write its results to the
+        member's socket until it ends. False when the feed could not start: the caller
+        then streams on its own."""
+        key = self.key(tenant, operation)
+        feed = self.feeds.get(key)
+        if feed is None or feed.closing:
+            feed = self.feeds[key] = Feed(self, key, operation, tenant, context)
+        member = Member(context, operation.id, self.settings.realtime_queue_size)
+        feed.members[member] = None
+        try:
+            # Shielded: a member that leaves must not cancel what the others wait for.
+            if not await asyncio.shield(feed.started):
+                return False
+            await member.run()
+            return True
+        finally:
+            feed.leave(member)
+
+    def _forget(self, feed: Feed) -> None:
+        if self.feeds.get(feed.key) is feed:
+            del self.feeds[feed.key]
+
+    def metrics(self) -> FanoutMetrics:
+        counts = self.counts
+        counts.feeds = len(self.feeds)
+        counts.members = sum(len(feed.members) for feed in self.feeds.values())
+        return dataclasses.replace(counts)
+
+    async def stop(self) -> None:
+        """At shutdown, after the hub (whose closing ends each feed with 1012)."""
+        feeds = list(self.feeds.values())
+        for feed in feeds:
+            feed.task.cancel()
+        for feed in feeds:
+            with contextlib.suppress(BaseException):
+                await feed.task
+
+
+def readers_of(feed: Feed) -> list[ConnectionContext]:
+    return [member.context for member in feed.members if not member.ended]

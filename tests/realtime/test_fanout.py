@@ -1,0 +1,219 @@
+"""Shared subscription feeds (api/realtime/fanout.py) over real WebSockets, both backends:
+one execution per event for subscribers asking the same thing, never shared across
+workspaces, roles or arguments, audited per member, stopped with its last member."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from typing import Any
+
+import pytest
+
+from api.realtime.fanout import Fanout, FanoutMetrics
+from schema.context import AppServices
+from tests.audit.helpers import chain, join, user_of, workspace_of
+from tests.graphql import Client, category_ids, create_account, post, register
+from tests.realtime.test_subscriptions import BALANCES, EVENTS, token_of
+from tests.realtime.ws import GraphQLWS, Served, served
+
+READS = """subscription { workspaceEvents { seq type transaction { id payee } } }"""
+
+
+@pytest.fixture
+async def server(services: AppServices) -> AsyncIterator[Served]:
+    async with served(services) as running:
+        yield running
+
+
+def fanout_of(server: Served) -> Fanout:
+    fanout = server.state["fanout"]
+    assert isinstance(fanout, Fanout)
+    return fanout
+
+
+async def settled(server: Served, **expected: int) -> FanoutMetrics:
+    """The fan-out's metrics once they show `expected` (they change as tasks run)."""
+    metrics = fanout_of(server).metrics()
+    for _ in range(100):
+        metrics = fanout_of(server).metrics()
+        if all(getattr(metrics, name) == value for name, value in expected.items()):
+            return metrics
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"fan-out metrics {metrics} never showed {expected}")
+
+
+async def household(make_client: Any) -> tuple[Client, dict[str, Any], str, str]:
+    client: Client = make_client()
+    session = await register(client)
+    account = await create_account(client)
+    groceries = (await category_ids(client))["Groceries"]
+    return client, session, account, groceries
+
+
+async def test_subscribers_asking_the_same_thing_share_one_execution_per_event(
+    server: Served, make_client: Any
+) -> None:
+    owner, _, account, groceries = await household(make_client)
+    token = token_of(owner)
+    async with AsyncExitStack() as stack:
+        sockets = [await stack.enter_async_context(GraphQLWS.open(server.url)) for _ in range(4)]
+        for ws in sockets:
+            await ws.init({"token": token})
+            await ws.subscribe("events", EVENTS)
+        await settled(server, feeds=1, members=4)
+        posted = await post(owner, account, groceries, "-42.00", payee="Corner Shop")
+        seen = [[(await ws.data("events"))["workspaceEvents"] for _ in range(2)] for ws in sockets]
+        metrics = await settled(server, executions=2, deliveries=8)
+    assert all(events == seen[0] for events in seen)
+    posted_event, balance_event = seen[0]
+    assert posted_event["type"] == "TRANSACTION_POSTED"
+    assert balance_event["type"] == "BALANCE_CHANGED"
+    assert balance_event["seq"] == posted_event["seq"] + 1
+    assert posted_event["transaction"]["id"] == posted
+    assert posted_event["transaction"]["payee"] == "Corner Shop"
+    assert metrics.slow_members_closed == 0
+
+
+async def test_feeds_are_never_shared_across_workspaces_roles_or_arguments(
+    server: Served, make_client: Any
+) -> None:
+    owner, session, account, groceries = await household(make_client)
+    viewer: Client = make_client()
+    home_id = session["workspaces"][0]["id"]
+    await join(owner, viewer, home_id, "VIEWER")
+    stranger, _, _, _ = await household(make_client)
+    async with AsyncExitStack() as stack:
+        opened = [await stack.enter_async_context(GraphQLWS.open(server.url)) for _ in range(5)]
+        mine, mine_balances, other_balances, viewers, strangers = opened
+        await mine.init({"token": token_of(owner)})
+        await mine_balances.init({"token": token_of(owner)})
+        await other_balances.init({"token": token_of(owner)})
+        await viewers.init({"token": token_of(viewer), "workspaceId": home_id})
+        await strangers.init({"token": token_of(stranger)})
+        await mine.subscribe("s", EVENTS)
+        await mine_balances.subscribe("s", BALANCES, {"ids": [account]})
+        await other_balances.subscribe("s", BALANCES, {"ids": None})
+        await viewers.subscribe("s", EVENTS)
+        await strangers.subscribe("s", EVENTS)
+        # Owner's events, owner's balances of one account, of all accounts, the viewer's
+        # events, the stranger's events: five different answers, five feeds.
+        await settled(server, feeds=5, members=5)
+        await post(owner, account, groceries, "-9.00")
+        assert (await mine.data("s"))["workspaceEvents"]["type"] == "TRANSACTION_POSTED"
+        assert (await viewers.data("s"))["workspaceEvents"]["type"] == "TRANSACTION_POSTED"
+        one = (await mine_balances.data("s"))["balanceUpdated"]["accounts"]
+        every = (await other_balances.data("s"))["balanceUpdated"]["accounts"]
+        assert [a["id"] for a in one] == [account]
+        assert account in [a["id"] for a in every]
+        assert await strangers.silent("s", 1.0)
+
+
+async def test_every_member_s_read_of_a_transaction_is_audited_as_its_own(
+    server: Served, make_client: Any, services: AppServices
+) -> None:
+    owner, session, account, groceries = await household(make_client)
+    member: Client = make_client()
+    home_id = session["workspaces"][0]["id"]
+    joined = await join(owner, member, home_id, "OWNER")
+    workspace = workspace_of(session)
+    async with (
+        GraphQLWS.open(server.url, headers={"x-request-id": "ws-owner-1"}) as first,
+        GraphQLWS.open(server.url, headers={"x-request-id": "ws-member-1"}) as second,
+    ):
+        await first.init({"token": token_of(owner)})
+        await second.init({"token": token_of(member), "workspaceId": home_id})
+        await first.subscribe("r", READS)
+        await second.subscribe("r", READS)
+        await settled(server, feeds=1, members=2)  # two people, one role: one feed
+        before = len(await chain(services, workspace))
+        posted = await post(owner, account, groceries, "-3.00", payee="Kiosk")
+        for ws in (first, second):
+            assert (await ws.data("r"))["workspaceEvents"]["transaction"]["payee"] == "Kiosk"
+        await settled(server, executions=2)
+        reads: list[Any] = []
+        for _ in range(100):  # the audit events are written just after the send
+            events = (await chain(services, workspace))[before:]
+            reads = [e for e in events if e.action == "read.transactions"]
+            if len(reads) >= 2:
+                break
+            await asyncio.sleep(0.05)
+    assert sorted((e.request_id, e.actor_id) for e in reads) == sorted(
+        [("ws-owner-1", user_of(session)), ("ws-member-1", user_of(joined))]
+    )
+    assert all(e.target_ids == [posted] for e in reads)
+
+
+async def test_the_last_member_to_leave_stops_the_feed_and_its_channel(
+    server: Served, make_client: Any
+) -> None:
+    owner, _, account, groceries = await household(make_client)
+    async with GraphQLWS.open(server.url) as one, GraphQLWS.open(server.url) as two:
+        await one.init({"token": token_of(owner)})
+        await two.init({"token": token_of(owner)})
+        await one.subscribe("e", EVENTS)
+        await two.subscribe("e", EVENTS)
+        await settled(server, feeds=1, members=2)
+        await one.complete("e")
+        await settled(server, feeds=1, members=1)
+        await post(owner, account, groceries, "-1.00")
+        assert (await two.data("e"))["workspaceEvents"]["type"] == "TRANSACTION_POSTED"
+        assert await one.silent("e", 0.5)
+        await two.complete("e")
+        await settled(server, feeds=0, members=0)
+        hub = server.state["hub"]
+        for _ in range(100):
+            if hub.metrics().channels == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert hub.metrics().channels == 0
+        # A new subscriber starts a new feed, which delivers from then on.
+        await one.subscribe("again", EVENTS)
+        await settled(server, feeds=1, members=1)
+        await post(owner, account, groceries, "-2.00")
+        assert (await one.data("again"))["workspaceEvents"]["type"] == "TRANSACTION_POSTED"
+
+
+async def test_a_subscription_with_since_replays_on_its_own_beside_a_feed(
+    server: Served, make_client: Any
+) -> None:
+    owner, _, account, groceries = await household(make_client)
+    await post(owner, account, groceries, "-5.00")
+    async with GraphQLWS.open(server.url) as live, GraphQLWS.open(server.url) as resuming:
+        await live.init({"token": token_of(owner)})
+        await resuming.init({"token": token_of(owner)})
+        await live.subscribe("e", EVENTS)
+        await settled(server, feeds=1, members=1)
+        await resuming.subscribe("e", EVENTS, {"since": 0})
+        first = (await resuming.data("e"))["workspaceEvents"]["seq"]
+        await post(owner, account, groceries, "-6.00")
+        live_seqs = [(await live.data("e"))["workspaceEvents"]["seq"] for _ in range(2)]
+        resumed = [first]
+        while resumed[-1] < live_seqs[-1]:
+            resumed.append((await resuming.data("e"))["workspaceEvents"]["seq"])
+        assert resumed == list(range(1, live_seqs[-1] + 1))  # all of it, once, in order
+        assert live_seqs == [live_seqs[0], live_seqs[0] + 1] and live_seqs[0] > 2
+        metrics = fanout_of(server).metrics()
+    assert (metrics.feeds, metrics.members) == (1, 1)  # the resuming one streams on its own
+
+
+async def test_with_shared_feeds_off_every_subscriber_streams_on_its_own(
+    services: AppServices, make_client: Any
+) -> None:
+    apart = dataclasses.replace(
+        services,
+        settings=services.settings.model_copy(update={"realtime_shared_feeds": False}),
+    )
+    owner, _, account, groceries = await household(make_client)
+    async with served(apart) as server:
+        assert server.state["fanout"] is None
+        async with GraphQLWS.open(server.url) as one, GraphQLWS.open(server.url) as two:
+            for ws in (one, two):
+                await ws.init({"token": token_of(owner)})
+                await ws.subscribe("e", EVENTS)
+            await asyncio.sleep(0.3)
+            await post(owner, account, groceries, "-7.00")
+            first = (await one.data("e"))["workspaceEvents"]
+            assert first == (await two.data("e"))["workspaceEvents"]
