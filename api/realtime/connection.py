@@ -210,19 +210,20 @@ class ConnectionContext(RequestContext):
 
     async def events(self, since: int | None, *, share: bool = False) -> AsyncIterator[Envelope]:
         """The workspace's events after `since`. With `share` (a resolver whose results
-        depend only on what the fan-out keys by) and no `since`, the connection joins the
-        process's shared feed for its operation (api/realtime/fanout.py): the feed's
-        results are written to the socket directly and nothing is yielded here."""
+        depend only on what the fan-out keys by) the connection joins the process's shared
+        feed for its operation (api/realtime/fanout.py): the feed's results are written to
+        the socket directly, and only a `since` replay is yielded here."""
         tenant = await self.tenant()
         operation = CURRENT_OPERATION.get()
-        if (
-            share
-            and since is None
-            and self.fanout is not None
-            and operation is not None
-            and await self.fanout.follow(self, operation, tenant)
-        ):
-            return
+        fanout = self.fanout
+        if share and fanout is not None and operation is not None:
+            if since is None:
+                if await fanout.follow(self, operation, tenant):
+                    return
+            elif (live := operation.without_since()) is not None:
+                async for envelope in fanout.resume(self, live, tenant, since):
+                    yield envelope
+                return
         async for envelope in self._stream(tenant.workspace_id, since):
             yield envelope
 
@@ -251,6 +252,10 @@ class ConnectionContext(RequestContext):
                 yield envelope
         except SubscriptionClosed as closed:
             await self.end(closed.reason.close_code, _reason(closed.reason))
+            # The connection is closing with a code the client retries: never end the
+            # operation as complete (a `complete` could overtake a close frame that waits
+            # behind unsent data). The operation is cancelled as the socket goes.
+            await asyncio.Future()
         finally:
             for task in watchers:
                 task.cancel()
@@ -314,8 +319,10 @@ class FeedContext(ConnectionContext):
         return list(readers_of(self.feed))
 
     async def events(self, since: int | None, *, share: bool = False) -> AsyncIterator[Envelope]:
+        assert self.feed is not None
         tenant = await self.tenant()
         async for envelope in self._stream(tenant.workspace_id, since):
+            self.feed.seq = envelope.seq  # what the result about to be delivered answers
             yield envelope
 
     def _stream_ready(self) -> None:

@@ -28,12 +28,13 @@ import contextlib
 import dataclasses
 import json
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import AsyncIterator, Hashable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
+from graphql import FieldNode, GraphQLError, VariableNode, get_operation_ast, parse
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 from strawberry.utils.aio import aclosing
 
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 
     from api.realtime.connection import ConnectionContext
     from domain.core.settings import Settings
+    from domain.realtime.envelope import Envelope
 
 log = structlog.get_logger(__name__)
 
@@ -62,6 +64,34 @@ class SharedOperation:
     operation_name: str | None
     schema: BaseSchema
 
+    def without_since(self) -> SharedOperation | None:
+        """The same operation from now on: its `since` variable left out. None when `since`
+        is no variable of its own (a literal, a default, a variable used elsewhere too),
+        since only then is the rest of the answer known to be the same."""
+        try:
+            document = parse(self.query)
+        except GraphQLError:
+            return None
+        operation = get_operation_ast(document, self.operation_name)
+        if operation is None or len(operation.selection_set.selections) != 1:
+            return None
+        field = operation.selection_set.selections[0]
+        if not isinstance(field, FieldNode):
+            return None
+        since = next((a for a in field.arguments or () if a.name.value == "since"), None)
+        if since is None or not isinstance(since.value, VariableNode):
+            return None
+        name = since.value.name.value
+        definitions = [
+            d for d in operation.variable_definitions or () if d.variable.name.value == name
+        ]
+        if len(definitions) != 1 or definitions[0].default_value is not None:
+            return None
+        if self.query.count("$" + name) != 2:  # its definition and this one use
+            return None
+        variables = {k: v for k, v in (self.variables or {}).items() if k != name}
+        return dataclasses.replace(self, variables=variables)
+
 
 CURRENT_OPERATION: ContextVar[SharedOperation | None] = ContextVar(
     "wealthwise_ws_operation", default=None
@@ -75,6 +105,9 @@ class FanoutMetrics:
     executions: int = 0  # results the feeds produced (one per event and feed)
     deliveries: int = 0  # results queued to members
     slow_members_closed: int = 0
+    # Results a member resuming with `since` held while it replayed, and dropped because
+    # its replay had them already.
+    replayed_twice_dropped: int = 0
 
 
 def encode_result(result: ExecutionResult) -> str:
@@ -88,30 +121,59 @@ def encode_result(result: ExecutionResult) -> str:
 
 
 class Member:
-    """One subscriber of a feed: its queue of encoded results, written by its own task."""
+    """One subscriber of a feed: its queue of encoded results, written by its own task.
+    A member that resumes with `since` holds the feed's results while it replays the
+    outbox, then drops those it replayed (by sequence number) and writes the rest."""
 
-    __slots__ = ("_waiter", "bound", "context", "ended", "frames", "prefix")
+    __slots__ = (
+        "_waiter",
+        "bound",
+        "context",
+        "dropped",
+        "ended",
+        "floor",
+        "frames",
+        "holding",
+        "prefix",
+    )
 
-    def __init__(self, context: ConnectionContext, operation_id: str, bound: int) -> None:
+    def __init__(
+        self, context: ConnectionContext, operation_id: str, bound: int, *, holding: bool = False
+    ) -> None:
         self.context = context
         self.prefix = '{"id":' + json.dumps(operation_id) + ',"type":"next","payload":'
-        self.frames: deque[str] = deque()
+        self.frames: deque[tuple[int, str]] = deque()
         self.bound = bound
         self.ended = False
+        self.holding = holding
+        self.floor = 0  # results of events up to this one were replayed: not again
+        self.dropped = 0
         self._waiter: asyncio.Future[None] | None = None
 
-    def push(self, payload: str) -> bool:
+    def push(self, seq: int, payload: str) -> bool:
         """Queue one result; False when the member is too far behind (it is then closed)."""
         if self.ended:
             return False
+        if seq <= self.floor:
+            self.dropped += 1
+            return True
         if len(self.frames) >= self.bound:
             self.ended = True
             self.frames.clear()
             self._wake()
             return False
-        self.frames.append(payload)
+        self.frames.append((seq, payload))
         self._wake()
         return True
+
+    def release(self, position: int) -> None:
+        """The member replayed up to `position`: what the feed delivered up to it goes, and
+        so will what it delivers later of those events (the relay may lag the replay)."""
+        self.floor = position
+        while self.frames and self.frames[0][0] <= position:
+            self.frames.popleft()
+            self.dropped += 1
+        self.holding = False
 
     def finish(self) -> None:
         """The feed is over: write what is queued, then return."""
@@ -130,7 +192,7 @@ class Member:
         loop = asyncio.get_running_loop()
         while True:
             while self.frames:
-                await websocket.send_text(self.prefix + self.frames.popleft() + "}")
+                await websocket.send_text(self.prefix + self.frames.popleft()[1] + "}")
             if self.ended:
                 return
             self._waiter = loop.create_future()
@@ -158,6 +220,7 @@ class Feed:
         self.members: dict[Member, None] = {}  # insertion-ordered set
         self.started: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self.closing = False
+        self.seq = 0  # the sequence number of the event being executed
         self.context = _feed_context(self, first)
         self.task = asyncio.create_task(self._run(), name="fanout-feed")
 
@@ -168,6 +231,7 @@ class Feed:
 
     async def _run(self) -> None:
         operation = self.operation
+        over = False  # the stream ended (not cancelled): members complete their operations
         try:
             stream = await operation.schema.stream(
                 operation.query,
@@ -187,21 +251,24 @@ class Feed:
                         break
                     self._deliver(encode_result(result))
                 self.closing = True
+            over = True
         except Exception:
             log.exception("fanout_feed_failed")
+            over = True
         finally:
             self.closing = True
             self.fanout._forget(self)
             if not self.started.done():
                 self.started.set_result(False)
-            for member in self.members:
-                member.finish()
+            if over:
+                for member in self.members:
+                    member.finish()
 
     def _deliver(self, payload: str) -> None:
         metrics = self.fanout.counts
         metrics.executions += 1
         for member in list(self.members):
-            if member.push(payload):
+            if member.push(self.seq, payload):
                 metrics.deliveries += 1
             else:
                 metrics.slow_members_closed += 1
@@ -261,10 +328,7 @@ class Fanout:
         """Join (or start) the feed for this operation and write its results to the
         member's socket until it ends. False when the feed could not start: the caller
         then streams on its own."""
-        key = self.key(tenant, operation)
-        feed = self.feeds.get(key)
-        if feed is None or feed.closing:
-            feed = self.feeds[key] = Feed(self, key, operation, tenant, context)
+        feed = self._feed(tenant, operation, context)
         member = Member(context, operation.id, self.settings.realtime_queue_size)
         feed.members[member] = None
         try:
@@ -275,6 +339,52 @@ class Fanout:
             return True
         finally:
             feed.leave(member)
+
+    async def resume(
+        self,
+        context: ConnectionContext,
+        operation: SharedOperation,
+        tenant: Tenant,
+        since: int,
+    ) -> AsyncIterator[Envelope]:
+        """For an operation with `since`: the events after it from the outbox (yielded, for
+        the member's own pipeline to execute), then the results of the feed of `operation`
+        (its `since` left out), without a gap or a repeat. Falls back to the member's own
+        stream if the feed cannot start."""
+        from api.realtime.stream import SinceTooOld, replay
+
+        if since < 0:
+            raise SinceTooOld("since is a sequence number: 0 or more", field="since")
+        feed = self._feed(tenant, operation, context)
+        member = Member(context, operation.id, self.settings.realtime_queue_size, holding=True)
+        feed.members[member] = None  # holds what the feed delivers from now on
+        try:
+            if not await asyncio.shield(feed.started):
+                async for envelope in context._stream(tenant.workspace_id, since):
+                    yield envelope
+                return
+            position = since
+            services = context.services
+            async for envelope in replay(
+                services.engine, services.settings, tenant.workspace_id, since, strict=True
+            ):
+                position = envelope.seq
+                context.fresh_loaders()
+                yield envelope
+            member.release(position)
+            try:
+                await member.run()
+            finally:
+                self.counts.replayed_twice_dropped += member.dropped
+        finally:
+            feed.leave(member)
+
+    def _feed(self, tenant: Tenant, operation: SharedOperation, first: ConnectionContext) -> Feed:
+        key = self.key(tenant, operation)
+        feed = self.feeds.get(key)
+        if feed is None or feed.closing:
+            feed = self.feeds[key] = Feed(self, key, operation, tenant, first)
+        return feed
 
     def _forget(self, feed: Feed) -> None:
         if self.feeds.get(feed.key) is feed:

@@ -50,6 +50,37 @@ async def _backlog(engine: AsyncEngine, workspace_id: uuid.UUID, after: int) -> 
         return await outbox.events_since(session, workspace_id, after)
 
 
+async def replay(
+    engine: AsyncEngine,
+    settings: Settings,
+    workspace_id: uuid.UUID,
+    after: int,
+    *,
+    strict: bool,
+) -> AsyncIterator[Envelope]:
+    """Every event after `after` that the outbox holds now, in order. `strict` (a client's
+    own position): `SinceTooOld` when events after it were pruned already."""
+    position = after
+    while True:
+        batch = await _backlog(engine, workspace_id, position)
+        if not batch:
+            return
+        if strict and batch[0].seq > position + 1:
+            raise SinceTooOld(
+                f"Events after {position} are no longer kept "
+                f"({settings.outbox_retention_days:g} days): reload, then subscribe "
+                "without since",
+                field="since",
+            )
+        strict = False
+        for envelope in batch:
+            if envelope.seq > position:
+                position = envelope.seq
+                yield envelope
+        if len(batch) < outbox.MAX_REPLAY:
+            return
+
+
 def _envelope(event: RealtimeEvent) -> Envelope:
     return Envelope(
         workspace_id=event.workspace,
@@ -89,24 +120,10 @@ async def workspace_stream(
 
         async def catch_up() -> AsyncIterator[Envelope]:
             nonlocal position, strict
-            while True:
-                batch = await _backlog(engine, workspace_id, position)
-                if not batch:
-                    return
-                if strict and batch[0].seq > position + 1:
-                    raise SinceTooOld(
-                        f"Events after {position} are no longer kept "
-                        f"({settings.outbox_retention_days:g} days): reload, then subscribe "
-                        "without since",
-                        field="since",
-                    )
-                strict = False
-                for envelope in batch:
-                    if envelope.seq > position:
-                        position = envelope.seq
-                        yield envelope
-                if len(batch) < outbox.MAX_REPLAY:
-                    return
+            async for envelope in replay(engine, settings, workspace_id, position, strict=strict):
+                position = envelope.seq
+                yield envelope
+            strict = False
 
         async for envelope in catch_up():
             yield envelope

@@ -12,8 +12,12 @@ from typing import Any
 
 import pytest
 
-from api.realtime.fanout import Fanout, FanoutMetrics
+from api.realtime.fanout import Fanout, FanoutMetrics, Member
+from domain.core.db import bind_scope, unit_of_work
+from domain.realtime import outbox
+from domain.realtime.events import EventType
 from schema.context import AppServices
+from schema.ids import decode_id
 from tests.audit.helpers import chain, join, user_of, workspace_of
 from tests.graphql import Client, category_ids, create_account, post, register
 from tests.realtime.test_subscriptions import BALANCES, EVENTS, token_of
@@ -176,7 +180,7 @@ async def test_the_last_member_to_leave_stops_the_feed_and_its_channel(
         assert (await one.data("again"))["workspaceEvents"]["type"] == "TRANSACTION_POSTED"
 
 
-async def test_a_subscription_with_since_replays_on_its_own_beside_a_feed(
+async def test_a_subscription_with_since_replays_its_backlog_then_joins_the_feed(
     server: Served, make_client: Any
 ) -> None:
     owner, _, account, groceries = await household(make_client)
@@ -188,6 +192,8 @@ async def test_a_subscription_with_since_replays_on_its_own_beside_a_feed(
         await settled(server, feeds=1, members=1)
         await resuming.subscribe("e", EVENTS, {"since": 0})
         first = (await resuming.data("e"))["workspaceEvents"]["seq"]
+        # The backlog replayed, it joins the feed of the same document without since.
+        await settled(server, feeds=1, members=2)
         await post(owner, account, groceries, "-6.00")
         live_seqs = [(await live.data("e"))["workspaceEvents"]["seq"] for _ in range(2)]
         resumed = [first]
@@ -195,8 +201,13 @@ async def test_a_subscription_with_since_replays_on_its_own_beside_a_feed(
             resumed.append((await resuming.data("e"))["workspaceEvents"]["seq"])
         assert resumed == list(range(1, live_seqs[-1] + 1))  # all of it, once, in order
         assert live_seqs == [live_seqs[0], live_seqs[0] + 1] and live_seqs[0] > 2
+        assert await resuming.silent("e", 0.5)  # and nothing twice
+        # A literal since is no variable to leave out: that subscription streams alone.
+        literal = EVENTS.replace("($since: Int)", "").replace("$since", "0")
+        await resuming.subscribe("literal", literal)
+        assert (await resuming.data("literal"))["workspaceEvents"]["seq"] == 1
         metrics = fanout_of(server).metrics()
-    assert (metrics.feeds, metrics.members) == (1, 1)  # the resuming one streams on its own
+    assert (metrics.feeds, metrics.members) == (1, 2)
 
 
 async def test_with_shared_feeds_off_every_subscriber_streams_on_its_own(
@@ -217,3 +228,52 @@ async def test_with_shared_feeds_off_every_subscriber_streams_on_its_own(
             await post(owner, account, groceries, "-7.00")
             first = (await one.data("e"))["workspaceEvents"]
             assert first == (await two.data("e"))["workspaceEvents"]
+
+
+async def test_events_committed_while_a_member_replays_arrive_once_and_in_order(
+    server: Served, make_client: Any, services: AppServices
+) -> None:
+    owner, session, account, groceries = await household(make_client)
+    workspace = workspace_of(session)
+    backlog = [(EventType.BALANCE_CHANGED, {"accounts": [str(decode_id(account, "Account"))]})]
+    async with unit_of_work(services.engine) as db:  # a long backlog: the replay takes a while
+        await bind_scope(db, workspace_id=workspace)
+        await outbox.emit_many(db, workspace, backlog * 3_000)
+    async with GraphQLWS.open(server.url) as live, GraphQLWS.open(server.url) as resuming:
+        await live.init({"token": token_of(owner)})
+        await resuming.init({"token": token_of(owner)})
+        await live.subscribe("e", EVENTS)
+        await settled(server, feeds=1, members=1)
+
+        async def post_more() -> None:  # committed while it replays: the feed's are held
+            for n in range(10):
+                await post(owner, account, groceries, f"-{n + 100}.00")
+
+        await resuming.subscribe("e", EVENTS, {"since": 0})
+        await post_more()
+        live_seqs = [(await live.data("e"))["workspaceEvents"]["seq"] for _ in range(20)]
+        resumed: list[int] = []
+        while not resumed or resumed[-1] < live_seqs[-1]:
+            resumed.append((await resuming.data("e"))["workspaceEvents"]["seq"])
+        assert await resuming.silent("e", 0.5)
+    assert resumed == list(range(1, live_seqs[-1] + 1))  # no gap, no repeat
+    assert live_seqs == list(range(live_seqs[0], live_seqs[0] + 20)) and live_seqs[0] > 3_000
+
+
+def test_a_resuming_member_sends_nothing_its_replay_had_held_or_late() -> None:
+    member = Member(None, "op", 10, holding=True)  # type: ignore[arg-type]  # no socket needed
+    for seq in (5, 6, 7):
+        assert member.push(seq, f"result {seq}")
+    member.release(6)  # the replay went up to 6
+    member.push(6, "late")  # the relay lagged the replay: 6 comes again
+    member.push(8, "result 8")
+    assert list(member.frames) == [(7, "result 7"), (8, "result 8")]
+    assert member.dropped == 3 and not member.holding
+
+
+def test_a_member_past_its_bound_is_refused_and_its_queue_dropped() -> None:
+    member = Member(None, "op", 2)  # type: ignore[arg-type]
+    assert member.push(1, "a") and member.push(2, "b")
+    assert not member.push(3, "c")
+    assert member.ended and not member.frames
+    assert not member.push(4, "d")  # and stays ended
