@@ -6,6 +6,8 @@ after two households have written data through the public API.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -21,6 +23,9 @@ from domain.core.crypto import SYSTEM_OWNER
 from domain.core.settings import Settings
 from schema.ids import decode_id
 from tests.graphql import Client, category_ids, create_account, post, register
+from tests.workers.helpers import forget, stream_settings
+from workers.runtime import LOOP_FACTORIES, Worker, background_loop
+from workers.tasks import JobServices
 
 # Tables whose rows belong to a workspace or a user: every one is RLS-forced.
 OWNED_COLUMNS = ("workspace_id", "user_id", "owner_id")
@@ -394,3 +399,35 @@ async def test_every_policy_column_leads_an_index(postgres_database: Settings) -
         if (r["table_name"], r["column_name"]) not in indexed
     )
     assert missing == []
+
+
+async def test_the_worker_connects_as_the_api_role_too(
+    postgres_database: Settings, redis_url: str
+) -> None:
+    """`wealthwise worker` runs tasks and loops over the engine workers/runtime.py creates:
+    that engine is the API's role (subject to RLS), not the tables' owner."""
+    settings = stream_settings(postgres_database, redis_url)
+    roles: list[str] = []
+    stop = asyncio.Event()
+
+    @dataclasses.dataclass
+    class WhoAmI:
+        services: JobServices
+        name: str = "who-am-i"
+
+        async def run(self, stop: asyncio.Event) -> None:
+            async with self.services.engine.connect() as connection:
+                roles.append((await connection.exec_driver_sql("SELECT current_user")).scalar_one())
+            stop.set()
+
+    def who_am_i(_settings: Settings, services: JobServices) -> WhoAmI:
+        return WhoAmI(services)
+
+    background_loop(who_am_i)
+    try:
+        await asyncio.wait_for(Worker(settings, scheduler=False).run(stop), 60)
+    finally:
+        LOOP_FACTORIES.remove(who_am_i)
+        forget(settings)
+    assert roles == [postgres_database.app_db_role]
+    assert postgres_database.app_db_role != make_url(settings.resolved_database_url).username
