@@ -324,10 +324,12 @@ class RateLimiter:
 
     # --- who is charged -------------------------------------------------------------------
 
-    def user_subject(self, connection: HTTPConnection) -> str | None:
+    def user_subject(self, connection: HTTPConnection, token: str | None = None) -> str | None:
         """The caller without a database: the verified access JWT's subject, a hash of an
-        opaque API token, or None (anonymous: charged per IP only)."""
-        token = access_token(connection)
+        opaque API token, or None (anonymous: charged per IP only). `token` is the one the
+        caller signed in with where that is not the request's header or cookie (a WebSocket
+        sends it in connection_init)."""
+        token = token or access_token(connection)
         if token is None:
             return None
         if token.startswith(API_TOKEN_PREFIX):
@@ -342,10 +344,15 @@ class RateLimiter:
         return hmac.new(self._key_secret, value.encode(), hashlib.sha256).hexdigest()[:32]
 
     def _pair(
-        self, connection: HTTPConnection, ip_policy: Policy, user_policy: Policy, cost: int
+        self,
+        connection: HTTPConnection,
+        ip_policy: Policy,
+        user_policy: Policy,
+        cost: int,
+        token: str | None = None,
     ) -> list[Charge]:
         charges = [Charge(ip_policy, _client_ip(connection), cost)]
-        user = self.user_subject(connection)
+        user = self.user_subject(connection, token)
         if user is not None:
             charges.append(Charge(user_policy, user, cost))
         return charges
@@ -354,9 +361,11 @@ class RateLimiter:
 
     async def admit(self, context: RequestContext, charge: OperationCharge) -> None:
         connection, p = context.request, self.policies
-        charges = self._pair(connection, p.ip_cost, p.user_cost, charge.cost)
+        # The context's token: over a WebSocket it came in connection_init, not in a header.
+        token = context.access_token()
+        charges = self._pair(connection, p.ip_cost, p.user_cost, charge.cost, token)
         if charge.operation is OperationType.SUBSCRIPTION:
-            charges += self._pair(connection, p.ip_subscription, p.user_subscription, 1)
+            charges += self._pair(connection, p.ip_subscription, p.user_subscription, 1, token)
         for attempt in charge.auth_attempts:
             charges.append(Charge(p.ip_auth, _client_ip(connection)))
             target = attempt.target

@@ -23,7 +23,10 @@ from websockets.http11 import Response
 from api.app import create_app
 from schema.context import AppServices
 from tests.graphql import PASSWORD, Client, register
+from tests.graphql import post as post_transaction
 from tests.ratelimit.conftest import LimitedClients, build_limiter
+from tests.realtime.test_subscriptions import EVENTS, home
+from tests.realtime.ws import GraphQLWS, serving
 
 GRAPHQL_TRANSPORT_WS = websockets.Subprotocol("graphql-transport-ws")
 
@@ -233,8 +236,7 @@ async def test_websocket_connection_attempts_are_limited_per_ip_and_user(
     app = create_app(services.settings, dataclasses.replace(services, limiter=limiter))
     async with serve(app) as port:
         url = f"ws://127.0.0.1:{port}/graphql"
-        # Until the realtime issue routes WebSockets, the app itself answers 403 (not 429).
-        assert [(await upgrade(url)).status_code for _ in range(2)] in ([101, 101], [403, 403])
+        assert [(await upgrade(url)).status_code for _ in range(2)] == [101, 101]
         refused = await upgrade(url)
         assert refused.status_code == 429
         assert refused.headers["Retry-After"] in ("59", "60")
@@ -324,3 +326,54 @@ async def test_operations_over_the_ceiling_are_charged_as_failures(
     client = make(ip="192.0.2.31")
     statuses = [(await post(client, PAGE)).status_code for _ in range(3)]
     assert statuses == [400, 400, 429]
+
+
+async def test_subscription_starts_are_limited_over_a_real_websocket(
+    services: AppServices, make_client: Any, backend: dict[str, Any]
+) -> None:
+    """A burst of 2 starts: the 3rd and 4th subscriptions are refused with RATE_LIMITED and
+    their retry time, the first two stay live; the budget is the user's, not only the IP's
+    (the token arrives in connection_init, not in a header)."""
+    changes = {"rate_limit_subscription_per_minute": 1, "rate_limit_subscription_burst": 2}
+    # Only the limiter's buckets move to Redis: the app's own redis_url would also move its
+    # event fan-out there, away from the app that posts the transaction.
+    limiter = build_limiter(services.settings, services.signer, **backend, **changes)
+    limited = dataclasses.replace(
+        services, settings=services.settings.model_copy(update=changes), limiter=limiter
+    )
+    asha = await home(make_client)
+    refused = []
+    try:
+        async with serving(limited) as base, GraphQLWS.open(base) as ws:
+            await ws.init({"token": asha.token})
+            # One at a time: starts on one connection are admitted concurrently.
+            for operation_id in ("1", "2"):
+                await ws.subscribe(operation_id, EVENTS)
+                assert await ws.silent(operation_id, 0.5)
+            for operation_id in ("3", "4"):
+                await ws.subscribe(operation_id, EVENTS)
+                refused.append(await ws.message(operation_id))
+                assert (await ws.message(operation_id))["type"] == "complete"
+            posted = await post_transaction(asha.client, asha.account, asha.groceries, "-9.00")
+            for operation_id in ("1", "2"):
+                event = (await ws.data(operation_id))["workspaceEvents"]
+                assert event["transactionId"] == posted
+            assert await ws.silent("3", 0.01) and await ws.silent("4", 0.01)
+
+            # The same user from another address: the user's own bucket is spent too.
+            async with GraphQLWS.open(base, local_addr=("127.0.0.2", 0)) as elsewhere:
+                await elsewhere.init({"token": asha.token})
+                await elsewhere.subscribe("5", EVENTS)
+                refused.append(await elsewhere.message("5"))
+    finally:
+        await limiter.aclose()
+    assert len(refused) == 3
+    for message in refused:
+        assert message["type"] == "next", message
+        assert message["payload"]["data"] is None
+        [error] = message["payload"]["errors"]
+        assert error["extensions"]["code"] == "RATE_LIMITED", error
+        # Two starts spent, one refilled a minute: the next start in about 60 s.
+        seconds = error["extensions"]["retryAfter"]
+        assert seconds in (59, 60), error
+        assert error["message"] == f"Too many requests: try again in {seconds} s"
