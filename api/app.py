@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
+from api.gcwatch import watch_gc
 from api.graphql import WealthWiseGraphQL
 from api.logging import configure_logging
 from api.middleware import RequestIdMiddleware, UnexpectedErrors
@@ -82,6 +83,7 @@ def create_app(
         # otherwise cost 150-200 ms pauses every few requests on a small machine.
         gc.collect()
         gc.freeze()
+        stop_watching_gc = watch_gc(settings.gc_pause_warn_ms)
         job_services = JobServices(services.settings, services.engine, services.keyring)
         jobs = await start_jobs(job_services)
         # Embedded, the API seals audit chains itself; a worker's scheduler does it otherwise.
@@ -117,6 +119,7 @@ def create_app(
         await hub.stop()  # ends every feed's stream: members close with 1012
         if fanout is not None:
             await fanout.stop()
+        stop_watching_gc()
         if sealing is not None:
             sealing.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -31,6 +31,7 @@ import json
 import math
 import os
 import platform
+import re
 import resource
 import secrets
 import shutil
@@ -556,6 +557,15 @@ class Stack:
                     counts[line[:60]] = counts.get(line[:60], 0) + 1
         return dict(sorted(counts.items(), key=lambda item: -item[1])[:10])
 
+    def gc_pauses(self) -> list[float]:
+        """Full garbage collections the API processes logged as long (`gc_pause`), in ms."""
+        pauses: list[float] = []
+        for path, _ in self.logs:
+            for line in path.read_text(errors="replace").splitlines():
+                if "gc_pause" in line and (found := re.search(r"\bms=([0-9.]+)", line)):
+                    pauses.append(float(found.group(1)))
+        return pauses
+
     def add(self, process: subprocess.Popen[str]) -> subprocess.Popen[str]:
         self.processes.append(process)
         return process
@@ -900,6 +910,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             stack.close()
             report["server_errors"] = stack.errors()
+            pauses = stack.gc_pauses()
+            report["gc_pauses_ms"] = {
+                "count": len(pauses),
+                "max": max(pauses, default=0.0),
+                "total": round(sum(pauses), 1),
+            }
             if args.keep is not None:  # the raw receipts, commits and logs, for a post-mortem
                 shutil.copytree(work, args.keep, dirs_exist_ok=True, ignore=_not_data)
     return report
@@ -972,6 +988,12 @@ def summary(report: dict[str, Any]) -> str:
         f"{report['load_end']:.2f}",
         "targets: " + "; ".join(verdicts),
     ]
+    pauses = report.get("gc_pauses_ms") or {}
+    if pauses.get("count"):
+        lines.append(
+            f"full GC pauses >= 100 ms in the API over the whole run: {pauses['count']}, "
+            f"longest {pauses['max']} ms, {pauses['total']} ms in all"
+        )
     if report.get("server_errors"):
         lines.append(f"logged by the API/worker: {report['server_errors']}")
     if report["client_errors"] or report["connect_failures"]:

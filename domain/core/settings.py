@@ -133,6 +133,8 @@ class Settings(BaseSettings):
     # Subscribers of one process that ask the same thing (workspace, role, document,
     # variables, no `since`) share one execution per event (api/realtime/fanout.py).
     realtime_shared_feeds: bool = True
+    # A full garbage collection that pauses the process this long is logged (gc_pause).
+    gc_pause_warn_ms: float = Field(default=100, ge=0)
     # Redis pub/sub: reconnect backoff cap (the relay's retry cap too), and how long a
     # silent connection may idle before a PING checks it (twice that without an answer:
     # reconnect).
