@@ -40,6 +40,7 @@ from api.realtime.stream import current_seq, workspace_stream
 from domain.core.db import bind_scope, unit_of_work
 from domain.core.errors import DomainError
 from domain.identity import api_tokens
+from domain.identity.models import AuthSession
 from domain.realtime.envelope import Envelope
 from schema.context import RequestContext
 
@@ -318,11 +319,27 @@ class FeedContext(ConnectionContext):
         assert self.feed is not None
         return list(readers_of(self.feed))
 
+    async def auth(self) -> AuthSession:
+        """A feed answers for many people at once: nothing it executes may depend on who
+        asks beyond the workspace and role it is keyed by (this fails loudly instead)."""
+        raise RuntimeError("a shared subscription feed has no single caller")
+
+    async def user_id(self) -> uuid.UUID:
+        raise RuntimeError("a shared subscription feed has no single caller")
+
+    @asynccontextmanager
+    async def db(self) -> AsyncIterator[AsyncSession]:
+        """Scoped to the workspace only: no member's user."""
+        async with unit_of_work(self.services.engine, write=False) as session:
+            assert self._tenant is not None
+            await bind_scope(session, workspace_id=self._tenant.workspace_id)
+            yield session
+
     async def events(self, since: int | None, *, share: bool = False) -> AsyncIterator[Envelope]:
         assert self.feed is not None
         tenant = await self.tenant()
         async for envelope in self._stream(tenant.workspace_id, since):
-            self.feed.seq = envelope.seq  # what the result about to be delivered answers
+            self.feed.next_event(envelope.seq)  # who the result about to come goes to
             yield envelope
 
     def _stream_ready(self) -> None:
@@ -330,10 +347,13 @@ class FeedContext(ConnectionContext):
         self.feed.live()
 
     async def end(self, code: int, reason: str) -> None:
+        """The hub closed the feed's stream: no one joins it any more, and every member's
+        connection closes with the (retryable) code."""
         if self._closing or self.feed is None:
             return
         self._closing = True
-        members = readers_of(self.feed)
+        self.feed.end()
+        members = [member.context for member in self.feed.members]
         await asyncio.gather(*(member.end(code, reason) for member in members))
 
     async def release(self) -> None:

@@ -34,7 +34,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from graphql import FieldNode, GraphQLError, VariableNode, get_operation_ast, parse
+from graphql import (
+    FieldNode,
+    GraphQLError,
+    NonNullTypeNode,
+    VariableNode,
+    get_operation_ast,
+    parse,
+)
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 from strawberry.utils.aio import aclosing
 
@@ -85,7 +92,11 @@ class SharedOperation:
         definitions = [
             d for d in operation.variable_definitions or () if d.variable.name.value == name
         ]
-        if len(definitions) != 1 or definitions[0].default_value is not None:
+        if (
+            len(definitions) != 1
+            or definitions[0].default_value is not None
+            or isinstance(definitions[0].type, NonNullTypeNode)
+        ):
             return None
         if self.query.count("$" + name) != 2:  # its definition and this one use
             return None
@@ -134,7 +145,9 @@ class Member:
         "floor",
         "frames",
         "holding",
+        "overflows",
         "prefix",
+        "slow",
     )
 
     def __init__(
@@ -148,20 +161,27 @@ class Member:
         self.holding = holding
         self.floor = 0  # results of events up to this one were replayed: not again
         self.dropped = 0
+        self.overflows = 0  # times its held results overflowed while it replayed
+        self.slow = False  # dropped for falling behind: its connection is being closed
         self._waiter: asyncio.Future[None] | None = None
 
     def push(self, seq: int, payload: str) -> bool:
-        """Queue one result; False when the member is too far behind (it is then closed)."""
+        """Queue one result; False when the member is too far behind (it is then closed).
+        A member still replaying that overflows drops what it held and replays again."""
         if self.ended:
             return False
         if seq <= self.floor:
             self.dropped += 1
             return True
         if len(self.frames) >= self.bound:
-            self.ended = True
-            self.frames.clear()
-            self._wake()
-            return False
+            if self.holding:  # all of it is in the outbox: the replay goes on to fetch it
+                self.frames.clear()
+                self.overflows += 1
+            else:
+                self.ended = self.slow = True
+                self.frames.clear()
+                self._wake()
+                return False
         self.frames.append((seq, payload))
         self._wake()
         return True
@@ -193,6 +213,8 @@ class Member:
         while True:
             while self.frames:
                 await websocket.send_text(self.prefix + self.frames.popleft()[1] + "}")
+            if self.slow:  # closing with 1013: never `complete`, which could overtake it
+                await asyncio.Future()
             if self.ended:
                 return
             self._waiter = loop.create_future()
@@ -221,6 +243,9 @@ class Feed:
         self.started: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self.closing = False
         self.seq = 0  # the sequence number of the event being executed
+        # Who receives (and is audited for) the result being executed: the members when
+        # its event came out of the stream; one who joins meanwhile starts with the next.
+        self.audience: list[Member] = []
         self.context = _feed_context(self, first)
         self.task = asyncio.create_task(self._run(), name="fanout-feed")
 
@@ -264,10 +289,17 @@ class Feed:
                 for member in self.members:
                     member.finish()
 
+    def next_event(self, seq: int) -> None:
+        """The stream hands the resolver the event `seq`: fix who its result goes to."""
+        self.seq = seq
+        self.audience = list(self.members)
+
     def _deliver(self, payload: str) -> None:
         metrics = self.fanout.counts
         metrics.executions += 1
-        for member in list(self.members):
+        for member in self.audience:
+            if member not in self.members:
+                continue  # left meanwhile
             if member.push(self.seq, payload):
                 metrics.deliveries += 1
             else:
@@ -275,11 +307,17 @@ class Feed:
                 self.members.pop(member, None)
                 _close_soon(member.context, SLOW_MEMBER, SLOW_REASON)
 
+    def end(self) -> None:
+        """The feed's stream was closed by the hub: nobody may join it any more."""
+        self.closing = True
+        self.fanout._forget(self)
+
     def leave(self, member: Member) -> None:
         self.members.pop(member, None)
-        if not self.members and not self.closing:
-            self.closing = True
-            self.fanout._forget(self)
+        if not self.members:
+            if not self.closing:
+                self.closing = True
+                self.fanout._forget(self)
             self.task.cancel()
 
 
@@ -365,12 +403,22 @@ class Fanout:
                 return
             position = since
             services = context.services
-            async for envelope in replay(
-                services.engine, services.settings, tenant.workspace_id, since, strict=True
-            ):
-                position = envelope.seq
-                context.fresh_loaders()
-                yield envelope
+            passes = 0
+            while True:
+                async for envelope in replay(
+                    services.engine, services.settings, tenant.workspace_id, position, strict=True
+                ):
+                    position = envelope.seq
+                    context.fresh_loaders()
+                    yield envelope
+                if member.overflows == passes:
+                    break
+                # What it held overflowed while it replayed: replay on from `position`.
+                passes = member.overflows
+                if passes > self.settings.realtime_max_overflows:
+                    self.counts.slow_members_closed += 1
+                    await context.end(SLOW_MEMBER, SLOW_REASON)
+                    await asyncio.Future()  # the socket is closing: never `complete`
             member.release(position)
             try:
                 await member.run()
@@ -407,4 +455,5 @@ class Fanout:
 
 
 def readers_of(feed: Feed) -> list[ConnectionContext]:
-    return [member.context for member in feed.members if not member.ended]
+    """Who the result being executed goes to (for the audit trail)."""
+    return [member.context for member in feed.audience if not member.ended]

@@ -13,11 +13,13 @@ from typing import Any
 import pytest
 
 from api.realtime.fanout import Fanout, FanoutMetrics, Member
+from api.realtime.hub import CloseReason
 from domain.core.db import bind_scope, unit_of_work
 from domain.realtime import outbox
 from domain.realtime.events import EventType
 from schema.context import AppServices
 from schema.ids import decode_id
+from schema.ledger.loaders import LedgerLoaders
 from tests.audit.helpers import chain, join, user_of, workspace_of
 from tests.graphql import Client, category_ids, create_account, post, register
 from tests.realtime.test_subscriptions import BALANCES, EVENTS, token_of
@@ -277,3 +279,118 @@ def test_a_member_past_its_bound_is_refused_and_its_queue_dropped() -> None:
     assert not member.push(3, "c")
     assert member.ended and not member.frames
     assert not member.push(4, "d")  # and stays ended
+
+
+async def test_a_feed_the_hub_closed_is_never_joined_again(
+    server: Served, make_client: Any
+) -> None:
+    owner, _, account, groceries = await household(make_client)
+    fanout = fanout_of(server)
+    async with GraphQLWS.open(server.url) as old, GraphQLWS.open(server.url) as new:
+        await old.init({"token": token_of(owner)})
+        await new.init({"token": token_of(owner)})
+        await old.subscribe("e", EVENTS)
+        await settled(server, feeds=1, members=1)
+        dead = next(iter(fanout.feeds.values()))
+        member = next(iter(dead.members)).context
+        # Hold the old member's close open (as a close frame waiting behind unsent data
+        # would) so that the newcomer subscribes while the dead feed still has a member.
+        gate = asyncio.Event()
+        close = member.end
+
+        async def held_close(code: int, reason: str) -> None:
+            await gate.wait()
+            await close(code, reason)
+
+        member.end = held_close  # type: ignore[method-assign]
+        hub = server.state["hub"]
+        for channel in list(hub._channels.values()):
+            for subscriber in list(channel.subscribers):
+                subscriber._close(CloseReason.SLOW_CONSUMER)  # the feed lags: the hub drops it
+        for _ in range(100):
+            if dead.closing:
+                break
+            await asyncio.sleep(0.02)
+        assert dead.closing and dead.key not in fanout.feeds
+        await new.subscribe("e", EVENTS)
+        await settled(server, feeds=1, members=1)  # a feed of its own, not the dead one
+        assert next(iter(fanout.feeds.values())) is not dead
+        gate.set()
+        assert (await old.wait_closed()).code == 1013
+        await post(owner, account, groceries, "-1.00")
+        assert (await new.data("e"))["workspaceEvents"]["type"] == "TRANSACTION_POSTED"
+    for _ in range(100):
+        if dead.task.done():
+            break
+        await asyncio.sleep(0.02)
+    assert dead.task.done()  # and the dead feed's task went with its last member
+
+
+TRANSACTION_READS = """subscription { workspaceEvents {
+  seq type transaction { id account { name } } } }"""
+
+
+async def test_who_joins_while_an_event_executes_starts_with_the_next_one(
+    server: Served, make_client: Any, services: AppServices, monkeypatch: Any
+) -> None:
+    owner, session, account, groceries = await household(make_client)
+    other: Client = make_client()
+    home_id = session["workspaces"][0]["id"]
+    await join(owner, other, home_id, "OWNER")
+    workspace = workspace_of(session)
+    # Hold the feed's execution after it read (and audited) the transaction, before the
+    # account loader answers: the window in which a newcomer could slip in.
+    gate, entered = asyncio.Event(), asyncio.Event()
+    accounts = LedgerLoaders._accounts
+
+    async def held_accounts(self: LedgerLoaders, ids: Any) -> Any:
+        if getattr(self.context, "feed", None) is not None and not gate.is_set():
+            entered.set()
+            await gate.wait()
+        return await accounts(self, ids)
+
+    monkeypatch.setattr(LedgerLoaders, "_accounts", held_accounts)
+    async with (
+        GraphQLWS.open(server.url, headers={"x-request-id": "early-1"}) as early,
+        GraphQLWS.open(server.url, headers={"x-request-id": "late-1"}) as late,
+    ):
+        await early.init({"token": token_of(owner)})
+        await late.init({"token": token_of(other), "workspaceId": home_id})
+        await early.subscribe("r", TRANSACTION_READS)
+        await settled(server, feeds=1, members=1)
+        before = len(await chain(services, workspace))
+        posted = await post(owner, account, groceries, "-3.00")
+        await asyncio.wait_for(entered.wait(), 10)
+        await late.subscribe("r", TRANSACTION_READS)
+        await settled(server, feeds=1, members=2)
+        gate.set()
+        first_early = (await early.data("r"))["workspaceEvents"]
+        first_late = (await late.data("r"))["workspaceEvents"]
+        reads: list[Any] = []
+        for _ in range(50):
+            events = (await chain(services, workspace))[before:]
+            reads = [e for e in events if e.action == "read.transactions"]
+            if reads:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)  # any late record would have landed by now
+        events = (await chain(services, workspace))[before:]
+        reads = [e for e in events if e.action == "read.transactions"]
+    assert first_early["transaction"]["id"] == posted
+    # The newcomer's first result is the next event's (the balance change), not the one
+    # executing when it joined: it was not audited for that read, and did not get it.
+    assert first_late["seq"] == first_early["seq"] + 1
+    assert first_late["transaction"] is None
+    assert [(e.request_id, e.target_ids) for e in reads] == [("early-1", [posted])]
+
+
+def test_a_member_overflowing_while_it_replays_drops_what_it_held_and_stays() -> None:
+    member = Member(None, "op", 2, holding=True)  # type: ignore[arg-type]
+    assert member.push(1, "a") and member.push(2, "b")
+    assert member.push(3, "c")  # over the bound while replaying: all of it is in the outbox
+    assert member.overflows == 1 and not member.ended
+    assert list(member.frames) == [(3, "c")]
+    member.release(3)  # the replay went on past 3
+    assert not member.frames and not member.holding
+    assert member.push(4, "d") and member.push(5, "e")
+    assert not member.push(6, "f") and member.slow  # now live: too slow means closed
