@@ -28,8 +28,11 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "log_level": "warning",
         "ws_ping_interval": 20,
         "ws_ping_timeout": 20,
+        # uvicorn's websockets-sansio protocol with lean per-connection containers.
+        "ws": "api.websocket_protocol:WebSocketProtocol",
         # A WebSocket message is held whole: the same ceiling as a request body.
         "ws_max_size": settings.max_request_bytes,
+        "ws_per_message_deflate": settings.ws_per_message_deflate,
     }
 
 
