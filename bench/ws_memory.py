@@ -31,6 +31,7 @@ import asyncio
 import base64
 import collections
 import contextlib
+import ctypes
 import gc
 import json
 import os
@@ -66,7 +67,7 @@ STEPS = ("warm", "connected", "subscribed")
 # --- the server process ---------------------------------------------------------------
 
 
-async def server_main(port: int, depth: int, work: str) -> None:
+async def server_main(port: int, depth: int, work: str, trim: bool) -> None:
     """uvicorn serving the app; answers `snap NAME` on stdin with one JSON line."""
     import uvicorn
 
@@ -89,9 +90,13 @@ async def server_main(port: int, depth: int, work: str) -> None:
         name, subscribers = command[1], int(command[2])
         await _quiet(server, subscribers)
         gc.collect()
-        types = collections.Counter(type(o).__qualname__ for o in gc.get_objects())
+        types = collections.Counter(_kind(o) for o in gc.get_objects())
+        rss = rss_bytes(os.getpid())
+        if trim:  # what the C allocator holds free but has not given back
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
         answer: dict[str, Any] = {
-            "rss": rss_bytes(os.getpid()),
+            "rss": rss,
+            "rss_trimmed": rss_bytes(os.getpid()),
             "tasks": len(asyncio.all_tasks()),
             "types": dict(types),
         }
@@ -103,6 +108,14 @@ async def server_main(port: int, depth: int, work: str) -> None:
         print(json.dumps(answer), flush=True)
     server.should_exit = True
     await serving
+
+
+def _kind(thing: object) -> str:
+    """An object's type; for a coroutine or generator, also whose frame it runs."""
+    kind = type(thing).__qualname__
+    if kind in ("coroutine", "async_generator", "generator"):
+        return f"{kind} {getattr(thing, '__qualname__', '?')}"
+    return kind
 
 
 async def _quiet(server: Any, subscribers: int) -> None:
@@ -124,8 +137,9 @@ async def _quiet(server: Any, subscribers: int) -> None:
 
 
 class Clients:
-    def __init__(self, url: str, deflate: bool, concurrency: int) -> None:
+    def __init__(self, url: str, deflate: bool, concurrency: int, pace: float) -> None:
         self.url = url
+        self.pace = pace
         self.deflate = deflate
         self.gate = asyncio.Semaphore(concurrency)
         self.sockets: list[Any] = []
@@ -161,6 +175,8 @@ class Clients:
         for socket in sockets:
             await socket.send(message)
             self.readers.append(asyncio.create_task(self._read(socket)))
+            if self.pace:
+                await asyncio.sleep(self.pace)
 
     async def _read(self, socket: Any) -> None:
         try:
@@ -190,7 +206,7 @@ def _snap(server: Any, name: str, subscribers: int) -> dict[str, Any]:
 async def _steps(
     server: Any, url: str, tokens: list[str], args: argparse.Namespace
 ) -> dict[str, dict[str, Any]]:
-    clients = Clients(url, args.deflate, args.connect_concurrency)
+    clients = Clients(url, args.deflate, args.connect_concurrency, args.pace)
     snaps: dict[str, dict[str, Any]] = {}
     loop = asyncio.get_running_loop()
     try:
@@ -266,6 +282,7 @@ def run_server(
                 str(port),
                 str(depth),
                 str(work),
+                "trim" if args.trim else "keep",
             ],
             env,
             stdin=subprocess.PIPE,
@@ -286,8 +303,8 @@ def run_server(
     n = len(tokens) - args.warm
     result: dict[str, Any] = {"mode": mode}
     warm, connected, subscribed = (snaps[step] for step in STEPS)
-    for what in ("rss", "traced", "tasks"):
-        if what not in warm:
+    for what in ("rss", "rss_trimmed", "traced", "tasks"):
+        if what not in warm or (what == "rss_trimmed" and not args.trim):
             continue
         digits = 2 if what == "tasks" else None
         result[what] = {
@@ -383,12 +400,12 @@ def summary(report: dict[str, Any]) -> str:
     ]
     for result in report["runs"]:
         lines.append(f"- {result['mode']} run")
-        for what in ("rss", "traced", "tasks"):
+        for what in ("rss", "rss_trimmed", "traced", "tasks"):
             if what in result:
                 figures = result[what]
                 unit = "" if what == "tasks" else " B"
                 lines.append(
-                    f"  {what:>6}: {figures['per_connection']:,}{unit} per connection + "
+                    f"  {what:>11}: {figures['per_connection']:,}{unit} per connection + "
                     f"{figures['per_subscription']:,}{unit} per subscription = "
                     f"{figures['per_idle_subscriber']:,}{unit} per idle subscriber"
                 )
@@ -422,15 +439,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--settle", type=float, default=3, help="seconds before each snapshot")
     parser.add_argument("--connect-concurrency", type=int, default=50)
+    parser.add_argument(
+        "--pace", type=float, default=0, help="seconds between two subscribes (0: at once)"
+    )
     parser.add_argument("--pg-url", default=os.environ.get("BENCH_PG_URL", DEFAULT_PG_URL))
     parser.add_argument("--json", type=Path, default=None, help="where to write the result")
+    parser.add_argument(
+        "--trim",
+        action="store_true",
+        help="also RSS after malloc_trim(0) at each step (memory the C allocator held free)",
+    )
     parser.add_argument("--keep", type=Path, default=None, help="keep the snapshots here")
     args = parser.parse_args(argv)
     if args.role == "server":
-        port, depth, work = args.files
+        port, depth, work, trim = args.files
         import uvloop
 
-        uvloop.run(server_main(int(port), int(depth), work))
+        uvloop.run(server_main(int(port), int(depth), work, trim == "trim"))
         return
     report = run(args)
     print(summary(report), flush=True)
