@@ -88,11 +88,12 @@ class OriginAllowlist:
         self.allowed = normalize_allowed_origins(allowed_origins)
         self.session_cookies = session_cookies
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Decided before anything is awaited: what is allowed goes straight to the app, with
+        # no frame of ours held for as long as a WebSocket stays open.
         if scope["type"] == "websocket" and not self.websocket_allowed(HTTPConnection(scope)):
             # Closing before accepting makes the server answer the handshake with 403.
-            await WebSocket(scope, receive, send).close(code=1008)
-            return
+            return WebSocket(scope, receive, send).close(code=1008)
         if scope["type"] == "http" and scope["method"] not in SAFE_METHODS:
             headers = Headers(scope=scope)
             origin = headers.get("origin")
@@ -101,9 +102,8 @@ class OriginAllowlist:
                 response = error_response(
                     403, "ORIGIN_NOT_ALLOWED", "Requests from this origin are not allowed"
                 )
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+                return response(scope, receive, send)
+        return self.app(scope, receive, send)
 
     def origin_allowed(self, origin: str, headers: Headers) -> bool:
         if is_same_origin(origin, headers.get("host")):
