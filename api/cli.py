@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import typer
 import uvicorn
@@ -19,18 +20,29 @@ keys_app.command("rotate-jwt")(rotate_jwt)
 app.command()(worker)
 
 
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's options besides the app, host, port and workers (bench/ws_memory.py serves
+    with the same ones)."""
+    return {
+        "proxy_headers": True,
+        "log_level": "warning",
+        "ws_ping_interval": 20,
+        "ws_ping_timeout": 20,
+        # uvicorn's websockets-sansio protocol with lean per-connection containers.
+        "ws": "api.websocket_protocol:WebSocketProtocol",
+        # A WebSocket message is held whole: the same ceiling as a request body.
+        "ws_max_size": settings.max_request_bytes,
+        "ws_per_message_deflate": settings.ws_per_message_deflate,
+    }
+
+
 def _serve(settings: Settings, host: str | None, port: int | None, workers: int) -> None:
     uvicorn.run(
         "api.asgi:app",
         host=host or settings.host,
         port=port or settings.port,
         workers=workers,
-        proxy_headers=True,
-        log_level="warning",
-        ws_ping_interval=20,
-        ws_ping_timeout=20,
-        # A WebSocket message is held whole: the same ceiling as a request body.
-        ws_max_size=settings.max_request_bytes,
+        **uvicorn_options(settings),
     )
 
 

@@ -44,6 +44,10 @@ class TransportWS(BaseGraphQLTransportWSHandler[RequestContext, None]):
             await super().handle_connection_init(message)
         except ConnectionRefused as refusal:
             await self.websocket.close(code=refusal.code, reason=refusal.reason)
+        if self.connection_init_received:
+            # Cancelled by now: holding it for the connection's life would keep its
+            # CancelledError and the frames that traceback names (~1 KB per connection).
+            self.connection_init_timeout_task = None
 
     async def run_operation(self, operation: Operation[RequestContext, None]) -> None:
         """Each operation's task knows its operation: a subscription may join a shared feed

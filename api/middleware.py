@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Awaitable
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -37,8 +38,12 @@ class RequestIdMiddleware:
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             await send(message)
 
+        # A WebSocket sends no http.response.start: its messages go straight through (and
+        # the wrapper is not kept for as long as the socket stays open).
+        downstream = send_with_id if scope["type"] == "http" else send
+        del send_with_id
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, downstream)
         finally:
             if scope["type"] == "http":
                 log.info(
@@ -59,10 +64,12 @@ class UnexpectedErrors:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)  # no frame of ours held (a WebSocket)
+        return self._http(scope, receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = False
 
         async def tracking_send(message: Message) -> None:

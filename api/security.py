@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Awaitable, Collection, Iterable, Mapping
 
 import structlog
 from starlette.datastructures import Headers, MutableHeaders
@@ -88,11 +88,12 @@ class OriginAllowlist:
         self.allowed = normalize_allowed_origins(allowed_origins)
         self.session_cookies = session_cookies
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Decided before anything is awaited: what is allowed goes straight to the app, with
+        # no frame of ours held for as long as a WebSocket stays open.
         if scope["type"] == "websocket" and not self.websocket_allowed(HTTPConnection(scope)):
             # Closing before accepting makes the server answer the handshake with 403.
-            await WebSocket(scope, receive, send).close(code=1008)
-            return
+            return WebSocket(scope, receive, send).close(code=1008)
         if scope["type"] == "http" and scope["method"] not in SAFE_METHODS:
             headers = Headers(scope=scope)
             origin = headers.get("origin")
@@ -101,9 +102,8 @@ class OriginAllowlist:
                 response = error_response(
                     403, "ORIGIN_NOT_ALLOWED", "Requests from this origin are not allowed"
                 )
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+                return response(scope, receive, send)
+        return self.app(scope, receive, send)
 
     def origin_allowed(self, origin: str, headers: Headers) -> bool:
         if is_same_origin(origin, headers.get("host")):
@@ -137,10 +137,12 @@ class RequestBodyLimit:
         self.app = app
         self.max_bytes = max_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)  # no frame of ours held (a WebSocket)
+        return self._http(scope, receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         declared = Headers(scope=scope).get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
             await self.too_large()(scope, receive, send)
@@ -248,10 +250,12 @@ class SecurityHeaders:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)  # no frame of ours held (a WebSocket)
+        return self._http(scope, receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         host = Headers(scope=scope).get("host")
         tls = scope.get("scheme") == "https"
 

@@ -54,7 +54,10 @@ async def cursor_key(session: AsyncSession, keyring: Keyring) -> bytes:
 
 
 def cookie_name(request: HTTPConnection, name: str) -> str:
-    return f"__Host-{name}" if request.url.scheme in ("https", "wss") else name
+    # The scope's scheme is what `request.url.scheme` reads, without building the URL: a
+    # WebSocket would keep that URL for as long as it is open (~0.6 KB).
+    scheme = request.scope.get("scheme", "http")
+    return f"__Host-{name}" if scheme in ("https", "wss") else name
 
 
 def access_token(request: HTTPConnection) -> str | None:

@@ -50,7 +50,7 @@ REASONS = {
 Ender = Callable[[str], Coroutine[Any, Any, None]]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Holder:
     """What keeps a connection alive: a person's session, or an API token."""
 

@@ -148,6 +148,9 @@ class Settings(BaseSettings):
     ws_max_connections_per_user: int = Field(default=20, ge=1)
     ws_connection_init_seconds: float = Field(default=10, gt=0)
     ws_recheck_seconds: float = Field(default=30, gt=0)
+    # permessage-deflate on WebSockets, when a client offers it (browsers do): zlib state
+    # of ~43 KB per connection (bench/ws_memory.py --deflate) for events that are small.
+    ws_per_message_deflate: bool = False
     # Background jobs (workers/): "embedded" runs tasks, the scheduler's jobs and the
     # background loops inside the API process (taskiq's in-memory broker); "external" sends
     # tasks to a Redis stream that `wealthwise worker` consumes. Unset: external when

@@ -558,7 +558,7 @@ async def test_graphiql_gets_a_policy_that_names_exactly_its_scripts(make_client
 async def _live(services: Any, **settings: Any) -> AsyncIterator[str]:
     """The real app served by uvicorn on a free port of 127.0.0.1, in this event loop."""
     changed = _services_with(services, **settings)
-    async with serving(changed, lifespan="off", ws="websockets-sansio") as base:
+    async with serving(changed, lifespan="off") as base:
         yield base.removeprefix("http://")
 
 

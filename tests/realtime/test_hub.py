@@ -621,3 +621,36 @@ async def test_a_subscriber_that_falls_behind_once_is_told_to_resync(
         assert (await next_event(slow)).seq == bound + 11
         assert slow.closed_reason is None
         await reader.stop()
+
+
+async def test_on_closed_is_called_when_the_hub_closes_a_subscriber_not_when_it_leaves() -> None:
+    """The callback a WebSocket connection uses instead of a task in `wait_closed()`:
+    once per subscriber that the hub closes (slow consumer, stop), never for one that
+    unsubscribes by itself or unregistered it."""
+    settings = hub_settings(None, realtime_queue_size=2, realtime_max_overflows=1)
+    hub = Hub(settings)
+    await hub.start()
+    workspace = uuid.uuid4()
+    channel = workspace_channel(settings, workspace)
+    calls: dict[str, list[CloseReason]] = {"slow": [], "left": [], "off": [], "stopped": []}
+    try:
+        async with hub.subscribe(channel) as left:
+            left.on_closed(calls["left"].append)
+        assert left.closed_reason is CloseReason.SHUTDOWN  # closed, but not by the hub
+        async with hub.subscribe(channel) as slow:
+            slow.on_closed(calls["slow"].append)
+            for seq in range(1, 4):  # nobody reads: one more than the queue holds
+                await hub.publish(channel, envelope(workspace, seq))
+            assert await asyncio.wait_for(slow.wait_closed(), 5) is CloseReason.SLOW_CONSUMER
+            assert calls["slow"] == [CloseReason.SLOW_CONSUMER]
+        async with hub.subscribe(channel) as off, hub.subscribe(channel) as stopped:
+            off.on_closed(calls["off"].append)
+            off.on_closed(None)
+            stopped.on_closed(calls["stopped"].append)
+            await hub.stop()
+            assert calls["stopped"] == [CloseReason.SHUTDOWN]
+        assert calls["slow"] == [CloseReason.SLOW_CONSUMER]  # once
+        assert calls["left"] == calls["off"] == []
+        assert off.closed_reason is stopped.closed_reason is CloseReason.SHUTDOWN
+    finally:
+        await hub.stop()

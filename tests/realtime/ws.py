@@ -15,6 +15,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from api.app import create_app
+from api.cli import uvicorn_options
 from schema.context import AppServices
 from tests.server import free_port
 
@@ -39,7 +40,9 @@ async def served(services: AppServices, **config: Any) -> AsyncIterator[Served]:
     """The API on a free port until the block ends, with a handle on its server."""
     port = free_port()
     app = create_app(services.settings, services)
-    config = {"log_level": "warning", "lifespan": "on", **config}
+    # What `wealthwise serve` runs with (its WebSocket protocol, limits, compression).
+    options = uvicorn_options(services.settings)
+    config = {**options, "log_level": "warning", "lifespan": "on", **config}
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **config))
     task = asyncio.create_task(server.serve())
     try:

@@ -1,0 +1,116 @@
+"""uvicorn's websockets-sansio WebSocket protocol, lighter per open connection.
+
+A WebSocket stays open for hours, mostly idle, and each one held objects it no longer needs
+(measured with bench/ws_memory.py, per connection):
+
+- the parsed upgrade request and the handshake response, headers and all (~4 KB): the app
+  reads the headers from the ASGI scope, which keeps its own copy; uvicorn uses them only
+  until `websocket.accept` has sent the response;
+- an `asyncio.Queue` for the incoming ASGI events (~3 KB: four deques and an Event): one
+  consumer (the app's `receive`) and an unbounded queue need a list and a future;
+- an `asyncio.Event` for "the transport can take more" (~0.8 KB: a deque of waiters).
+
+Behaviour is uvicorn's: this only swaps those containers for lean ones with the methods
+uvicorn calls (`put_nowait`, `get`, `empty`; `set`, `clear`, `is_set`, `wait`) and drops
+the handshake objects once the handshake is over. `api.cli.uvicorn_options` selects it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+
+class _Inbox:
+    """An unbounded FIFO for one consumer (uvicorn's `receive`)."""
+
+    __slots__ = ("_items", "_loop", "_waiter")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._items: list[Any] = []
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> Any:
+        while not self._items:
+            self._waiter = self._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.pop(0)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+
+class _Flag:
+    """An `asyncio.Event` whose waiters are made only while someone waits."""
+
+    __slots__ = ("_loop", "_set", "_waiters")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._set = False
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        if self._set:
+            return
+        self._set = True
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self) -> bool:
+        if self._set:
+            return True
+        waiter = self._loop.create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        try:
+            await waiter
+            return True
+        finally:
+            if self._waiters is not None and waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+
+class WebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's `websockets-sansio` protocol with lean containers (see the module doc)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue = _Inbox(self.loop)  # type: ignore[assignment]
+        writable = _Flag(self.loop)
+        writable.set()
+        self.writable = writable  # type: ignore[assignment]
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if self.handshake_complete and hasattr(self, "response"):
+            # Sent (or refused): uvicorn reads neither again. The request's headers are
+            # emptied too: websockets' parser keeps the request in a local for as long as
+            # the connection lives (the app has its own copy in the ASGI scope).
+            self.request.headers.clear()
+            del self.response
+            del self.request
