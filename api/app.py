@@ -31,6 +31,7 @@ from api.realtime.fanout import Fanout
 from api.realtime.hub import Hub
 from api.realtime.registry import ConnectionRegistry
 from api.security import OriginAllowlist, RequestBodyLimit, SecurityHeaders
+from domain.advisor.retrieval.holder import preload as preload_search
 from domain.audit.service import seal_all
 from domain.core.db import create_engine, unit_of_work
 from domain.core.keys import Keyring
@@ -79,6 +80,7 @@ def create_app(
         async with unit_of_work(services.engine) as session:
             await services.keyring.ensure_system_keys(session)
         log.info("started", database=services.engine.url.render_as_string(hide_password=True))
+        preload_search()  # not later, on the event loop
         # Move start-up objects out of the collector's way: full collections over them
         # otherwise cost 150-200 ms pauses every few requests on a small machine.
         gc.collect()

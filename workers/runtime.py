@@ -19,6 +19,7 @@ from taskiq.api import run_scheduler_task
 from taskiq.receiver import Receiver
 from taskiq.schedule_sources import LabelScheduleSource
 
+from domain.advisor.retrieval.holder import preload as preload_search
 from domain.core.db import create_engine
 from domain.core.keys import Keyring
 from domain.core.settings import Settings
@@ -100,6 +101,7 @@ class Worker:
     scheduler: bool = True
 
     async def run(self, stop: asyncio.Event) -> None:
+        preload_search()  # its imports would otherwise stall the relay on the first index
         engine = create_engine(self.settings)
         broker = build_broker(self.settings)
         broker.is_worker_process = True
