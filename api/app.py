@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from api.gcwatch import watch_gc
+from api.gcwatch import tune_gc, watch_gc
 from api.graphql import WealthWiseGraphQL
 from api.logging import configure_logging
 from api.middleware import RequestIdMiddleware, UnexpectedErrors
@@ -85,6 +85,7 @@ def create_app(
         # otherwise cost 150-200 ms pauses every few requests on a small machine.
         gc.collect()
         gc.freeze()
+        tune_gc(settings.gc_young_threshold)
         stop_watching_gc = watch_gc(settings.gc_pause_warn_ms)
         job_services = JobServices(services.settings, services.engine, services.keyring)
         jobs = await start_jobs(job_services)

@@ -19,6 +19,14 @@ import structlog
 log = structlog.get_logger(__name__)
 
 
+def tune_gc(young_threshold: int) -> None:
+    """Collect the young generation every `young_threshold` allocations (not 700): short-
+    lived objects then die young instead of being promoted to the old generation, whose
+    growth is what triggers the long full collections."""
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(young_threshold, middle, old)
+
+
 def watch_gc(threshold_ms: float) -> Callable[[], None]:
     """Start logging long full collections; returns the function that stops it."""
     started: list[float] = []

@@ -27,6 +27,7 @@ import asyncio
 import base64
 import contextlib
 import datetime as dt
+import gc
 import json
 import math
 import os
@@ -331,6 +332,7 @@ async def client_main(plan_path: str, out_path: str) -> None:
     from websockets.asyncio.client import ClientConnection, connect
 
     raise_fd_limit()
+    gc.set_threshold(50_000, 10, 10)
     plan = _load(plan_path)
     field_name, query = QUERIES[plan["query"]]
     # (connection, workspace index, seq, receipt time, occurredAt) per message
@@ -419,6 +421,11 @@ async def client_main(plan_path: str, out_path: str) -> None:
         command = (await loop.run_in_executor(None, sys.stdin.readline)).strip()
         if command == "more":
             await open_more(len(connections))
+            # The measuring side must not add pauses of its own: thousands of connections
+            # make each full collection here take seconds (the API tunes its own, see
+            # gc_young_threshold), and receipts would be stamped that late.
+            gc.collect()
+            gc.freeze()
         elif command == "count":
             print(json.dumps({"count": len(receipts)}), flush=True)
         else:

@@ -135,6 +135,11 @@ class Settings(BaseSettings):
     realtime_shared_feeds: bool = True
     # A full garbage collection that pauses the process this long is logged (gc_pause).
     gc_pause_warn_ms: float = Field(default=100, ge=0)
+    # Allocations between young collections (Python's default is 700). Under a high event
+    # rate the default collects so often that objects living a few milliseconds (a result
+    # on its way to a socket) survive into the old generation and trigger full collections
+    # over every connection's objects: seconds at 10,000 connections (bench/README.md).
+    gc_young_threshold: int = Field(default=50_000, ge=100)
     # Redis pub/sub: reconnect backoff cap (the relay's retry cap too), and how long a
     # silent connection may idle before a PING checks it (twice that without an answer:
     # reconnect).
