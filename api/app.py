@@ -85,7 +85,7 @@ def create_app(
         # otherwise cost 150-200 ms pauses every few requests on a small machine.
         gc.collect()
         gc.freeze()
-        tune_gc(settings.gc_young_threshold)
+        untune_gc = tune_gc(settings.gc_young_threshold)
         stop_watching_gc = watch_gc(settings.gc_pause_warn_ms)
         job_services = JobServices(services.settings, services.engine, services.keyring)
         jobs = await start_jobs(job_services)
@@ -123,6 +123,7 @@ def create_app(
         if fanout is not None:
             await fanout.stop()
         stop_watching_gc()
+        untune_gc()
         if sealing is not None:
             sealing.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -19,12 +19,19 @@ import structlog
 log = structlog.get_logger(__name__)
 
 
-def tune_gc(young_threshold: int) -> None:
-    """Collect the young generation every `young_threshold` allocations (not 700): short-
-    lived objects then die young instead of being promoted to the old generation, whose
-    growth is what triggers the long full collections."""
-    _, middle, old = gc.get_threshold()
-    gc.set_threshold(young_threshold, middle, old)
+def tune_gc(young_threshold: int) -> Callable[[], None]:
+    """Collect the young generation every `young_threshold` allocations (0: leave it):
+    short-lived objects then die young instead of being promoted to the old generation,
+    whose growth is what triggers the long full collections. Returns the function that
+    puts the previous thresholds back."""
+    previous = gc.get_threshold()
+    if young_threshold > 0:
+        gc.set_threshold(young_threshold, previous[1], previous[2])
+
+    def restore() -> None:
+        gc.set_threshold(*previous)
+
+    return restore
 
 
 def watch_gc(threshold_ms: float) -> Callable[[], None]:

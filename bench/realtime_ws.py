@@ -618,6 +618,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "poll_seconds": args.poll,
         "recheck_seconds": args.recheck or 30,
         "shared_feeds": args.shared == "on",
+        "gc_young_threshold": args.gc_young,
         "machine": machine(),
         "load_before": os.getloadavg()[0],
     }
@@ -648,6 +649,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.recheck:
             env["WEALTHWISE_WS_RECHECK_SECONDS"] = str(args.recheck)
         env["WEALTHWISE_REALTIME_SHARED_FEEDS"] = "true" if args.shared == "on" else "false"
+        env["WEALTHWISE_GC_YOUNG_THRESHOLD"] = str(args.gc_young)
         env.pop("WEALTHWISE_REDIS_URL", None)
         settings = Settings(
             database_url=url,
@@ -1037,6 +1039,12 @@ def main(argv: list[str] | None = None) -> None:
         choices=["on", "off", "both"],
         default="on",
         help="realtime_shared_feeds; both: off (the baseline), then on, and their ratios",
+    )
+    parser.add_argument(
+        "--gc-young",
+        type=int,
+        default=50_000,
+        help="the API's gc_young_threshold (0: Python's default, 700)",
     )
     parser.add_argument("--connect-concurrency", type=int, default=20, help="per client")
     parser.add_argument("--producer-concurrency", type=int, default=4)

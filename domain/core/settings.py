@@ -135,11 +135,14 @@ class Settings(BaseSettings):
     realtime_shared_feeds: bool = True
     # A full garbage collection that pauses the process this long is logged (gc_pause).
     gc_pause_warn_ms: float = Field(default=100, ge=0)
-    # Allocations between young collections (Python's default is 700). Under a high event
-    # rate the default collects so often that objects living a few milliseconds (a result
-    # on its way to a socket) survive into the old generation and trigger full collections
-    # over every connection's objects: seconds at 10,000 connections (bench/README.md).
-    gc_young_threshold: int = Field(default=50_000, ge=100)
+    # Allocations between young collections; 0 keeps Python's default (700). A process
+    # holding thousands of WebSocket connections under a high event rate should set about
+    # 50,000: with 700, objects living a few milliseconds (a result on its way to a socket)
+    # survive into the old generation and trigger full collections over every
+    # connection's objects, seconds at 10,000 connections (bench/README.md). Not the
+    # default: a timed-out operation's SQLite connection is released by the collector, and
+    # collecting that rarely holds SQLite's write lock for long (see the closing note).
+    gc_young_threshold: int = Field(default=0, ge=0)
     # Redis pub/sub: reconnect backoff cap (the relay's retry cap too), and how long a
     # silent connection may idle before a PING checks it (twice that without an answer:
     # reconnect).

@@ -6,7 +6,7 @@ import gc
 
 from structlog.testing import capture_logs
 
-from api.gcwatch import watch_gc
+from api.gcwatch import tune_gc, watch_gc
 
 
 def test_a_full_collection_over_the_threshold_is_logged_with_its_duration() -> None:
@@ -35,3 +35,15 @@ def test_short_collections_and_a_stopped_watch_log_nothing() -> None:
     with capture_logs() as after:
         gc.collect()
     assert [e for e in logs + after if e["event"] == "gc_pause"] == []
+
+
+def test_the_young_threshold_is_set_and_put_back() -> None:
+    before = gc.get_threshold()
+    restore = tune_gc(50_000)
+    try:
+        assert gc.get_threshold() == (50_000, before[1], before[2])
+    finally:
+        restore()
+    assert gc.get_threshold() == before
+    tune_gc(0)()  # 0 leaves it alone
+    assert gc.get_threshold() == before
