@@ -281,8 +281,7 @@ class Feed:
             log.exception("fanout_feed_failed")
             over = True
         finally:
-            self.closing = True
-            self.fanout._forget(self)
+            self.end()
             if not self.started.done():
                 self.started.set_result(False)
             if over:
@@ -308,16 +307,14 @@ class Feed:
                 _close_soon(member.context, SLOW_MEMBER, SLOW_REASON)
 
     def end(self) -> None:
-        """The feed's stream was closed by the hub: nobody may join it any more."""
+        """The feed's stream is over (or the hub closed it): nobody may join it any more."""
         self.closing = True
         self.fanout._forget(self)
 
     def leave(self, member: Member) -> None:
         self.members.pop(member, None)
         if not self.members:
-            if not self.closing:
-                self.closing = True
-                self.fanout._forget(self)
+            self.end()
             self.task.cancel()
 
 
