@@ -373,7 +373,9 @@ async def test_subscription_starts_are_limited_over_a_real_websocket(
         assert message["payload"]["data"] is None
         [error] = message["payload"]["errors"]
         assert error["extensions"]["code"] == "RATE_LIMITED", error
-        # Two starts spent, one refilled a minute: the next start in about 60 s.
+        # Two starts spent, one refilled a minute: the next start in about 60 s, less the
+        # few seconds the test itself took since the first start (waits, a post, a second
+        # connection; longer on a busy machine).
         seconds = error["extensions"]["retryAfter"]
-        assert seconds in (59, 60), error
+        assert 50 <= seconds <= 60, error
         assert error["message"] == f"Too many requests: try again in {seconds} s"
