@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from contextlib import suppress
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,15 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
+    _OperationStreamClosed,
 )
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    CompleteMessage,
+    ConnectionInitMessage,
+)
 from strawberry.types.execution import ExecutionResult
 from strawberry.types.unset import UNSET
+from strawberry.utils.aio import aclosing
 
 from api.realtime.connection import ConnectionContext, ConnectionRefused
 from api.realtime.fanout import CURRENT_OPERATION, SharedOperation
@@ -40,6 +46,8 @@ class TransportWS(BaseGraphQLTransportWSHandler[RequestContext, None]):
     connection's bookkeeping released when it ends."""
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        if isinstance(self.context, ConnectionContext):
+            self.context.complete = self.complete_held
         try:
             await super().handle_connection_init(message)
         except ConnectionRefused as refusal:
@@ -50,8 +58,10 @@ class TransportWS(BaseGraphQLTransportWSHandler[RequestContext, None]):
             self.connection_init_timeout_task = None
 
     async def run_operation(self, operation: Operation[RequestContext, None]) -> None:
-        """Each operation's task knows its operation: a subscription may join a shared feed
-        (api/realtime/fanout.py), which writes `next` messages under the operation's id."""
+        """Strawberry's, except that a subscription which joined a shared feed
+        (api/realtime/fanout.py) is not completed when its own stream returns: its task
+        ends there, and the connection writes the feed's results under the operation's id
+        until the client completes it (`cleanup_operation`) or the feed is over."""
         CURRENT_OPERATION.set(
             SharedOperation(
                 operation.id,
@@ -61,7 +71,44 @@ class TransportWS(BaseGraphQLTransportWSHandler[RequestContext, None]):
                 self.schema,
             )
         )
-        await super().run_operation(operation)
+        context = self.context
+        try:
+            result_source = await self.schema.stream(
+                operation.query,
+                variable_values=operation.variables,
+                context_value=context,
+                root_value=self.root_value,
+                operation_name=operation.operation_name,
+            )
+            async with aclosing(result_source):
+                await self._send_result_stream(operation, result_source)
+            if isinstance(context, ConnectionContext) and context.holds(operation.id):
+                return  # a member of a shared feed now
+            await operation.send_operation_message(
+                CompleteMessage(id=operation.id, type="complete")
+            )
+        except _OperationStreamClosed:
+            return
+        except Exception as error:
+            await self.handle_task_exception(error)
+            with suppress(Exception):
+                await operation.send_operation_message({"id": operation.id, "type": "complete"})
+            self.operations.pop(operation.id, None)
+            raise
+
+    async def cleanup_operation(self, operation_id: str) -> None:
+        """The client's `complete`: a shared feed's member leaves it."""
+        if isinstance(self.context, ConnectionContext):
+            self.context.let_go(operation_id)
+        await super().cleanup_operation(operation_id)
+
+    async def complete_held(self, operation_id: str) -> None:
+        """A held member's feed is over: `complete`, as a stream's end would send."""
+        operation = self.operations.get(operation_id)
+        if operation is not None:
+            await operation.send_operation_message(
+                CompleteMessage(id=operation_id, type="complete")
+            )
 
     async def handle_task_exception(self, error: Exception) -> None:
         """An operation still sending after the server closed the socket (a slow consumer,
@@ -74,6 +121,8 @@ class TransportWS(BaseGraphQLTransportWSHandler[RequestContext, None]):
 
     async def shutdown(self) -> None:
         try:
+            if isinstance(self.context, ConnectionContext):
+                self.context.let_all_go()
             await super().shutdown()
         finally:
             if isinstance(self.context, ConnectionContext):

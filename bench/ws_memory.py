@@ -119,17 +119,22 @@ def _kind(thing: object) -> str:
 
 
 async def _quiet(server: Any, subscribers: int) -> None:
-    """Until the hub has `subscribers` and no database connection is checked out (every
-    subscription has started and is idle), then a second more."""
+    """Until `subscribers` are live (members of shared feeds, or the hub's own subscribers
+    when feeds are off) and no database connection is checked out (every subscription has
+    started and is idle), then a second more."""
     state = server.lifespan.state
-    hub, engine = state["hub"], state["services"].engine
+    hub, fanout, engine = state["hub"], state.get("fanout"), state["services"].engine
+
+    def live() -> int:
+        return fanout.metrics().members if fanout is not None else hub.metrics().subscribers
+
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        if hub.metrics().subscribers >= subscribers and engine.pool.checkedout() == 0:
+        if live() >= subscribers and engine.pool.checkedout() == 0:
             break
         await asyncio.sleep(0.2)
     else:
-        raise RuntimeError(f"not quiet: {hub.metrics().subscribers} of {subscribers} subscribed")
+        raise RuntimeError(f"not quiet: {live()} of {subscribers} subscribed")
     await asyncio.sleep(1)
 
 
@@ -292,7 +297,7 @@ def run_server(
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        _wait_ready(base, server)
+        _wait_ready(base, server, timeout=600)  # tracing slows the start ~10x
         time.sleep(2)  # start-up settles (gc.freeze, a relay round)
         url = base.replace("http", "ws", 1) + "/graphql"
         snaps = asyncio.run(_steps(server, url, tokens, args))

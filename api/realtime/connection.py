@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.websockets import WebSocket, WebSocketState
 
 from api.realtime.deadlines import Entry, deadlines
-from api.realtime.fanout import CURRENT_OPERATION, Fanout, Feed, readers_of
+from api.realtime.fanout import CURRENT_OPERATION, Fanout, Feed, Member, readers_of
 from api.realtime.hub import CloseReason, Hub, Subscription, SubscriptionClosed
 from api.realtime.registry import ConnectionRegistry, Holder
 from api.realtime.stream import current_seq, workspace_stream
@@ -77,6 +77,13 @@ class ConnectionContext(RequestContext):
     _counted: uuid.UUID | None = None
     _unregister: Callable[[], None] | None = None
     _closing: bool = False
+    # Shared-feed members whose operations this connection holds, by operation id, and
+    # those with something to write; the task writing it while there is (fanout.py).
+    _members: dict[str, Member] | None = None
+    _ready: dict[Member, None] | None = None
+    _writer: asyncio.Task[None] | None = None
+    # Ends an operation with `complete` (set by the WebSocket handler).
+    complete: Callable[[str], Awaitable[None]] | None = None
 
     @property
     def closing(self) -> bool:
@@ -175,6 +182,11 @@ class ConnectionContext(RequestContext):
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return task
+
+    def end_soon(self, code: int, reason: str) -> None:
+        """`end` from code that cannot wait for it (a callback, a feed delivering)."""
+        if not self._closing:
+            self._in_background(self.end(code, reason))
 
     # --- database --------------------------------------------------------------------
 
@@ -277,8 +289,67 @@ class ConnectionContext(RequestContext):
                 subscription.on_closed(None)
 
     def _closed_by_hub(self, reason: CloseReason) -> None:
-        if not self._closing:
-            self._in_background(self.end(reason.close_code, _reason(reason)))
+        self.end_soon(reason.close_code, _reason(reason))
+
+    # --- shared-feed members ---------------------------------------------------------
+
+    def hold(self, member: Member) -> None:
+        """The member's operation joined its feed: its own task ends, the connection
+        keeps the member until the client completes it or the connection ends."""
+        if self._members is None:
+            self._members = {}
+        self._members[member.operation_id] = member
+
+    def holds(self, operation_id: str) -> bool:
+        return self._members is not None and operation_id in self._members
+
+    def let_go(self, operation_id: str) -> bool:
+        """The client completed a held operation: it leaves its feed. False when the
+        operation is no held one."""
+        member = self._members.pop(operation_id, None) if self._members else None
+        if member is None:
+            return False
+        member.leave()
+        if self._ready is not None:
+            self._ready.pop(member, None)
+        return True
+
+    def let_all_go(self) -> None:
+        """The connection is over."""
+        members, self._members = self._members, None
+        for member in (members or {}).values():
+            member.leave()
+        self._ready = None
+        if self._writer is not None:
+            self._writer.cancel()
+
+    def wake(self, member: Member) -> None:
+        """The member has something to write: one task per connection writes it (and
+        whatever else its members queue meanwhile), then ends."""
+        if self._ready is None:
+            self._ready = {}
+        self._ready[member] = None
+        if self._writer is None and not self._closing:
+            self._writer = asyncio.create_task(self._write())
+
+    async def _write(self) -> None:
+        try:
+            ready = self._ready
+            while ready:
+                member = next(iter(ready))
+                del ready[member]
+                await member.flush()
+        except Exception as error:  # the socket went: the handler's shutdown lets go
+            log.debug("websocket_write_failed", error=str(error))
+        finally:
+            self._writer = None
+
+    async def complete_operation(self, member: Member) -> None:
+        """The member's feed is over and all it queued written: `complete`."""
+        if self._members is not None and self._members.get(member.operation_id) is member:
+            del self._members[member.operation_id]
+        if self.complete is not None:
+            await self.complete(member.operation_id)
 
     # --- the end ---------------------------------------------------------------------
 

@@ -7,8 +7,16 @@ receive identical results therefore share one *feed*: the same workspace, the sa
 and kind of caller (a person or an API token), the same document, operation name and
 variables, and no `since` (a replay is each subscriber's own). The feed runs the operation
 once through the schema (every extension, the resolver, the executor) under a context of
-its own, encodes each result once, and each member's own operation task writes it to its
-socket under the member's operation id.
+its own, encodes each result once, and writes it to each member's socket under the member's
+operation id.
+
+A member's own operation runs only until it joins: its pipeline (sign-in, limits,
+permissions, argument checks, a `since` replay) ends there, and so does its task (see
+`TransportWS.run_operation`). What stays is a `Member`: a queue of encoded results and the
+operation's id (about a kilobyte, where a suspended Strawberry operation with its executor
+and chain of async generators held some 20 KB). The connection writes what its members have
+queued with one short-lived task (`ConnectionContext.wake`); the client's `complete`, the
+connection's end or the feed's end lets the member go.
 
 What stays per subscriber: its sign-in, its rate-limit charge, the limits, permissions and
 argument checks of its subscribe (each member's own pipeline runs up to the point where its
@@ -119,6 +127,7 @@ class FanoutMetrics:
     # Results a member resuming with `since` held while it replayed, and dropped because
     # its replay had them already.
     replayed_twice_dropped: int = 0
+    detached: int = 0  # members whose own operation task ended as they joined
 
 
 def encode_result(result: ExecutionResult) -> str:
@@ -132,38 +141,49 @@ def encode_result(result: ExecutionResult) -> str:
 
 
 class Member:
-    """One subscriber of a feed: its queue of encoded results, written by its own task.
-    A member that resumes with `since` holds the feed's results while it replays the
-    outbox, then drops those it replayed (by sequence number) and writes the rest."""
+    """One subscriber of a feed: its queue of encoded results, which its connection writes
+    (`ConnectionContext.wake`). A member that resumes with `since` holds the feed's results
+    while it replays the outbox, then drops those it replayed (by sequence number) and
+    writes the rest. No task of its own: a member is a queue and an operation id."""
 
     __slots__ = (
-        "_waiter",
         "bound",
+        "completed",
         "context",
         "dropped",
         "ended",
+        "feed",
         "floor",
         "frames",
         "holding",
+        "operation_id",
         "overflows",
         "prefix",
         "slow",
     )
 
     def __init__(
-        self, context: ConnectionContext, operation_id: str, bound: int, *, holding: bool = False
+        self,
+        context: ConnectionContext,
+        operation_id: str,
+        bound: int,
+        *,
+        holding: bool = False,
+        feed: Feed | None = None,
     ) -> None:
         self.context = context
+        self.feed = feed
+        self.operation_id = operation_id
         self.prefix = '{"id":' + json.dumps(operation_id) + ',"type":"next","payload":'
         self.frames: deque[tuple[int, str]] = deque()
         self.bound = bound
-        self.ended = False
+        self.ended = False  # no more results will come (the feed is over, or it was slow)
+        self.completed = False  # `complete` was sent for it
         self.holding = holding
         self.floor = 0  # results of events up to this one were replayed: not again
         self.dropped = 0
         self.overflows = 0  # times its held results overflowed while it replayed
         self.slow = False  # dropped for falling behind: its connection is being closed
-        self._waiter: asyncio.Future[None] | None = None
 
     def push(self, seq: int, payload: str) -> bool:
         """Queue one result; False when the member is too far behind (it is then closed).
@@ -180,10 +200,8 @@ class Member:
             else:
                 self.ended = self.slow = True
                 self.frames.clear()
-                self._wake()
                 return False
         self.frames.append((seq, payload))
-        self._wake()
         return True
 
     def release(self, position: int) -> None:
@@ -196,32 +214,34 @@ class Member:
         self.holding = False
 
     def finish(self) -> None:
-        """The feed is over: write what is queued, then return."""
+        """The feed is over: what is queued is written, then the operation completes."""
         self.ended = True
-        self._wake()
 
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+    @property
+    def writable(self) -> bool:
+        """It has something to write: results, or the `complete` that ends it."""
+        if self.holding or self.slow:
+            return False
+        return bool(self.frames) or (self.ended and not self.completed)
 
-    async def run(self) -> None:
-        """Write the feed's results to the socket until the feed ends (or the operation
-        is cancelled: the client completed it, or the connection closed)."""
+    async def flush(self) -> None:
+        """Write what is queued; then, if the feed is over, complete the operation (never
+        for a slow member: its connection is closing with 1013, which `complete` could
+        overtake)."""
         websocket = self.context.websocket
-        loop = asyncio.get_running_loop()
-        while True:
-            while self.frames:
-                await websocket.send_text(self.prefix + self.frames.popleft()[1] + "}")
-            if self.slow:  # closing with 1013: never `complete`, which could overtake it
-                await asyncio.Future()
-            if self.ended:
-                return
-            self._waiter = loop.create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+        frames = self.frames
+        while frames and not self.holding and not self.slow:
+            await websocket.send_text(self.prefix + frames.popleft()[1] + "}")
+        if self.ended and not self.slow and not self.frames and not self.completed:
+            self.completed = True
+            await self.context.complete_operation(self)
+
+    def leave(self) -> None:
+        """The client completed the operation, or the connection is over."""
+        self.ended = True
+        self.frames.clear()
+        if self.feed is not None:
+            self.feed.leave(self)
 
 
 class Feed:
@@ -287,6 +307,7 @@ class Feed:
             if over:
                 for member in self.members:
                     member.finish()
+                    member.context.wake(member)
 
     def next_event(self, seq: int) -> None:
         """The stream hands the resolver the event `seq`: fix who its result goes to."""
@@ -301,10 +322,12 @@ class Feed:
                 continue  # left meanwhile
             if member.push(self.seq, payload):
                 metrics.deliveries += 1
+                if not member.holding:
+                    member.context.wake(member)
             else:
                 metrics.slow_members_closed += 1
                 self.members.pop(member, None)
-                _close_soon(member.context, SLOW_MEMBER, SLOW_REASON)
+                member.context.end_soon(SLOW_MEMBER, SLOW_REASON)
 
     def end(self) -> None:
         """The feed's stream is over (or the hub closed it): nobody may join it any more."""
@@ -312,16 +335,12 @@ class Feed:
         self.fanout._forget(self)
 
     def leave(self, member: Member) -> None:
-        self.members.pop(member, None)
+        if member in self.members:
+            del self.members[member]
+            self.fanout.counts.replayed_twice_dropped += member.dropped
         if not self.members:
             self.end()
             self.task.cancel()
-
-
-def _close_soon(context: ConnectionContext, code: int, reason: str) -> None:
-    task = asyncio.create_task(context.end(code, reason))
-    context._background.add(task)
-    task.add_done_callback(context._background.discard)
 
 
 def _feed_context(feed: Feed, first: ConnectionContext) -> ConnectionContext:
@@ -360,20 +379,23 @@ class Fanout:
     async def follow(
         self, context: ConnectionContext, operation: SharedOperation, tenant: Tenant
     ) -> bool:
-        """Join (or start) the feed for this operation and write its results to the
-        member's socket until it ends. False when the feed could not start: the caller
-        then streams on its own."""
+        """Join (or start) the feed for this operation: from now on its results are written
+        to the member's socket, and the caller's operation task may end (True). False when
+        the feed could not start: the caller then streams on its own."""
         feed = self._feed(tenant, operation, context)
-        member = Member(context, operation.id, self.settings.realtime_queue_size)
+        member = Member(context, operation.id, self.settings.realtime_queue_size, feed=feed)
         feed.members[member] = None
         try:
             # Shielded: a member that leaves must not cancel what the others wait for.
-            if not await asyncio.shield(feed.started):
-                return False
-            await member.run()
-            return True
-        finally:
+            started = await asyncio.shield(feed.started)
+        except BaseException:
             feed.leave(member)
+            raise
+        if not started:
+            feed.leave(member)
+            return False
+        self._detach(context, member)
+        return True
 
     async def resume(
         self,
@@ -391,8 +413,11 @@ class Fanout:
         if since < 0:
             raise SinceTooOld("since is a sequence number: 0 or more", field="since")
         feed = self._feed(tenant, operation, context)
-        member = Member(context, operation.id, self.settings.realtime_queue_size, holding=True)
+        member = Member(
+            context, operation.id, self.settings.realtime_queue_size, holding=True, feed=feed
+        )
         feed.members[member] = None  # holds what the feed delivers from now on
+        detached = False
         try:
             if not await asyncio.shield(feed.started):
                 async for envelope in context._stream(tenant.workspace_id, since):
@@ -417,12 +442,18 @@ class Fanout:
                     await context.end(SLOW_MEMBER, SLOW_REASON)
                     await asyncio.Future()  # the socket is closing: never `complete`
             member.release(position)
-            try:
-                await member.run()
-            finally:
-                self.counts.replayed_twice_dropped += member.dropped
+            self._detach(context, member)
+            detached = True
         finally:
-            feed.leave(member)
+            if not detached:
+                feed.leave(member)
+
+    def _detach(self, context: ConnectionContext, member: Member) -> None:
+        """The member's pipeline is done: its connection holds it from now on."""
+        self.counts.detached += 1
+        context.hold(member)
+        if member.writable:
+            context.wake(member)
 
     def _feed(self, tenant: Tenant, operation: SharedOperation, first: ConnectionContext) -> Feed:
         key = self.key(tenant, operation)

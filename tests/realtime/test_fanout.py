@@ -51,6 +51,21 @@ async def settled(server: Served, **expected: int) -> FanoutMetrics:
     raise AssertionError(f"fan-out metrics {metrics} never showed {expected}")
 
 
+async def audited_reads(
+    services: AppServices, workspace: Any, before: int, *, at_least: int
+) -> list[Any]:
+    """The `read.transactions` audit events after the first `before` of the workspace's
+    chain, once there are `at_least` of them (they are written just after the send)."""
+    reads: list[Any] = []
+    for _ in range(100):
+        events = (await chain(services, workspace))[before:]
+        reads = [e for e in events if e.action == "read.transactions"]
+        if len(reads) >= at_least:
+            return reads
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{len(reads)} read.transactions audit events, not {at_least}")
+
+
 async def household(make_client: Any) -> tuple[Client, dict[str, Any], str, str]:
     client: Client = make_client()
     session = await register(client)
@@ -80,6 +95,52 @@ async def test_subscribers_asking_the_same_thing_share_one_execution_per_event(
     assert balance_event["seq"] == posted_event["seq"] + 1
     assert posted_event["transaction"]["id"] == posted
     assert posted_event["transaction"]["payee"] == "Corner Shop"
+    assert metrics.slow_members_closed == 0
+
+
+def operation_tasks() -> list[asyncio.Task[Any]]:
+    """The WebSocket handler's live operation tasks in this (the served app's) loop."""
+    return [
+        task
+        for task in asyncio.all_tasks()
+        if getattr(task.get_coro(), "__qualname__", "").endswith("TransportWS.run_operation")
+    ]
+
+
+async def test_a_member_holds_no_task_once_it_joined_and_goes_with_its_connection(
+    server: Served, make_client: Any
+) -> None:
+    owner, _, account, groceries = await household(make_client)
+    async with AsyncExitStack() as stack:
+        sockets = [await stack.enter_async_context(GraphQLWS.open(server.url)) for _ in range(3)]
+        for ws in sockets:
+            await ws.init({"token": token_of(owner)})
+            await ws.subscribe("events", EVENTS)
+            await ws.subscribe("again", EVENTS)  # a second operation on the same connection
+        metrics = await settled(server, feeds=1, members=6, detached=6)
+        # Each subscriber is a queue now: no operation task is left running for any.
+        for _ in range(100):
+            if not operation_tasks():
+                break
+            await asyncio.sleep(0.05)
+        assert operation_tasks() == []
+        await post(owner, account, groceries, "-4.00")
+        for ws in sockets:
+            for operation in ("events", "again"):
+                types = [(await ws.data(operation))["workspaceEvents"]["type"] for _ in range(2)]
+                assert types == ["TRANSACTION_POSTED", "BALANCE_CHANGED"]
+        await sockets[0].complete("again")
+        await settled(server, feeds=1, members=5)
+        await sockets[1].socket.close()  # gone without completing: its members go with it
+        await settled(server, feeds=1, members=3)
+        await post(owner, account, groceries, "-5.00")
+        types = [(await sockets[0].data("events"))["workspaceEvents"]["type"] for _ in range(2)]
+        assert types == ["TRANSACTION_POSTED", "BALANCE_CHANGED"]
+        assert await sockets[0].silent("again", 0.5)
+        # A completed id may be used again, and the limit counts only live operations.
+        await sockets[0].subscribe("again", EVENTS)
+        await settled(server, feeds=1, members=4)
+    await settled(server, feeds=0, members=0)
     assert metrics.slow_members_closed == 0
 
 
@@ -139,13 +200,7 @@ async def test_every_member_s_read_of_a_transaction_is_audited_as_its_own(
         for ws in (first, second):
             assert (await ws.data("r"))["workspaceEvents"]["transaction"]["payee"] == "Kiosk"
         await settled(server, executions=2)
-        reads: list[Any] = []
-        for _ in range(100):  # the audit events are written just after the send
-            events = (await chain(services, workspace))[before:]
-            reads = [e for e in events if e.action == "read.transactions"]
-            if len(reads) >= 2:
-                break
-            await asyncio.sleep(0.05)
+        reads = await audited_reads(services, workspace, before, at_least=2)
     assert sorted((e.request_id, e.actor_id) for e in reads) == sorted(
         [("ws-owner-1", user_of(session)), ("ws-member-1", user_of(joined))]
     )
@@ -366,16 +421,9 @@ async def test_who_joins_while_an_event_executes_starts_with_the_next_one(
         gate.set()
         first_early = (await early.data("r"))["workspaceEvents"]
         first_late = (await late.data("r"))["workspaceEvents"]
-        reads: list[Any] = []
-        for _ in range(50):
-            events = (await chain(services, workspace))[before:]
-            reads = [e for e in events if e.action == "read.transactions"]
-            if reads:
-                break
-            await asyncio.sleep(0.05)
+        await audited_reads(services, workspace, before, at_least=1)
         await asyncio.sleep(0.3)  # any late record would have landed by now
-        events = (await chain(services, workspace))[before:]
-        reads = [e for e in events if e.action == "read.transactions"]
+        reads = await audited_reads(services, workspace, before, at_least=1)
     assert first_early["transaction"]["id"] == posted
     # The newcomer's first result is the next event's (the balance change), not the one
     # executing when it joined: it was not audited for that read, and did not get it.
