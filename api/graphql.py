@@ -82,8 +82,12 @@ class TransportWS(BaseGraphQLTransportWSHandler[RequestContext, None]):
             )
             async with aclosing(result_source):
                 await self._send_result_stream(operation, result_source)
-            if isinstance(context, ConnectionContext) and context.holds(operation.id):
-                return  # a member of a shared feed now
+            held = context.held(operation.id) if isinstance(context, ConnectionContext) else None
+            if held is not None:  # a member of a shared feed now: nothing more to run
+                if held.feed is not None:  # keep one copy of the document for all members
+                    operation.query = held.feed.operation.query
+                operation.variables = None
+                return
             await operation.send_operation_message(
                 CompleteMessage(id=operation.id, type="complete")
             )

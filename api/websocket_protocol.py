@@ -8,7 +8,9 @@ A WebSocket stays open for hours, mostly idle, and each one held objects it no l
   until `websocket.accept` has sent the response;
 - an `asyncio.Queue` for the incoming ASGI events (~3 KB: four deques and an Event): one
   consumer (the app's `receive`) and an unbounded queue need a list and a future;
-- an `asyncio.Event` for "the transport can take more" (~0.8 KB: a deque of waiters).
+- an `asyncio.Event` for "the transport can take more" (~0.8 KB: a deque of waiters);
+- a loop `TimerHandle` for the next keepalive ping (~0.6 KB with its libuv timer): an entry
+  in the loop's shared timers (api/realtime/deadlines.py) does.
 
 Behaviour is uvicorn's: this only swaps those containers for lean ones with the methods
 uvicorn calls (`put_nowait`, `get`, `empty`; `set`, `clear`, `is_set`, `wait`) and drops
@@ -18,9 +20,13 @@ the handshake objects once the handshake is over. `api.cli.uvicorn_options` sele
 from __future__ import annotations
 
 import asyncio
+import random
+import struct
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+from api.realtime.deadlines import deadlines
 
 
 class _Inbox:
@@ -104,6 +110,32 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         writable = _Flag(self.loop)
         writable.set()
         self.writable = writable  # type: ignore[assignment]
+
+    # Keepalive: uvicorn's, with the ping's and the pong's timers entries in the loop's
+    # shared heap (api/realtime/deadlines.py) instead of a TimerHandle each (~0.6 KB).
+
+    def schedule_ping(self) -> None:
+        assert self.ping_interval is not None
+        delay = max(0.0, self.ping_interval - self.last_ping_rtt)
+        timer = deadlines(self.loop).call_at(self.loop.time() + delay, self.send_keepalive_ping)
+        self.ping_timer = timer  # type: ignore[assignment]  # only cancel() is called
+
+    def send_keepalive_ping(self) -> None:
+        self.ping_timer = None
+        if self.close_sent or self.transport.is_closing():
+            return
+        # A random payload identifies this ping (uvicorn's `handle_pong` checks it).
+        self.pending_ping_payload = struct.pack("!I", random.getrandbits(32))
+        self.ping_sent_at = self.loop.time()
+        self.conn.send_ping(self.pending_ping_payload)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        if self.ping_timeout is not None:
+            timer = deadlines(self.loop).call_at(
+                self.loop.time() + self.ping_timeout, self.keepalive_timeout
+            )
+            self.pong_timer = timer  # type: ignore[assignment]
+        else:
+            self.schedule_ping()
 
     async def send(self, message: Any) -> None:
         await super().send(message)

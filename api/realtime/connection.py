@@ -300,8 +300,8 @@ class ConnectionContext(RequestContext):
             self._members = {}
         self._members[member.operation_id] = member
 
-    def holds(self, operation_id: str) -> bool:
-        return self._members is not None and operation_id in self._members
+    def held(self, operation_id: str) -> Member | None:
+        return self._members.get(operation_id) if self._members is not None else None
 
     def let_go(self, operation_id: str) -> bool:
         """The client completed a held operation: it leaves its feed. False when the

@@ -20,12 +20,19 @@ from collections.abc import Callable
 class Entry:
     """One timer: `callback` is None once cancelled or run."""
 
-    __slots__ = ("callback", "sequence", "when")
+    __slots__ = ("callback", "owner", "sequence", "when")
 
-    def __init__(self, when: float, sequence: int, callback: Callable[[], object]) -> None:
+    def __init__(
+        self, when: float, sequence: int, callback: Callable[[], object], owner: Deadlines
+    ) -> None:
         self.when = when
         self.sequence = sequence
         self.callback: Callable[[], object] | None = callback
+        self.owner = owner
+
+    def cancel(self) -> None:
+        """As `asyncio.TimerHandle.cancel` (so an entry can stand in for one)."""
+        self.owner.cancel(self)
 
     def __lt__(self, other: Entry) -> bool:
         return (self.when, self.sequence) < (other.when, other.sequence)
@@ -61,7 +68,7 @@ class Deadlines:
 
     def call_at(self, when: float, callback: Callable[[], object]) -> Entry:
         """Run `callback()` at loop time `when` (at once if that has passed)."""
-        entry = Entry(when, next(self._sequence), callback)
+        entry = Entry(when, next(self._sequence), callback, self)
         heapq.heappush(self._heap, entry)
         if when < self._timer_at:
             self._arm(when)

@@ -175,7 +175,8 @@ class Member:
         self.feed = feed
         self.operation_id = operation_id
         self.prefix = '{"id":' + json.dumps(operation_id) + ',"type":"next","payload":'
-        self.frames: deque[tuple[int, str]] = deque()
+        # Made with the first result and dropped once written: an idle member holds none.
+        self.frames: deque[tuple[int, str]] | None = None
         self.bound = bound
         self.ended = False  # no more results will come (the feed is over, or it was slow)
         self.completed = False  # `complete` was sent for it
@@ -193,23 +194,27 @@ class Member:
         if seq <= self.floor:
             self.dropped += 1
             return True
-        if len(self.frames) >= self.bound:
+        frames = self.frames
+        if frames is None:
+            frames = self.frames = deque()
+        elif len(frames) >= self.bound:
             if self.holding:  # all of it is in the outbox: the replay goes on to fetch it
-                self.frames.clear()
+                frames.clear()
                 self.overflows += 1
             else:
                 self.ended = self.slow = True
-                self.frames.clear()
+                self.frames = None
                 return False
-        self.frames.append((seq, payload))
+        frames.append((seq, payload))
         return True
 
     def release(self, position: int) -> None:
         """The member replayed up to `position`: what the feed delivered up to it goes, and
         so will what it delivers later of those events (the relay may lag the replay)."""
         self.floor = position
-        while self.frames and self.frames[0][0] <= position:
-            self.frames.popleft()
+        frames = self.frames
+        while frames and frames[0][0] <= position:
+            frames.popleft()
             self.dropped += 1
         self.holding = False
 
@@ -232,6 +237,8 @@ class Member:
         frames = self.frames
         while frames and not self.holding and not self.slow:
             await websocket.send_text(self.prefix + frames.popleft()[1] + "}")
+        if frames is not None and not frames and self.frames is frames:
+            self.frames = None
         if self.ended and not self.slow and not self.frames and not self.completed:
             self.completed = True
             await self.context.complete_operation(self)
@@ -239,7 +246,7 @@ class Member:
     def leave(self) -> None:
         """The client completed the operation, or the connection is over."""
         self.ended = True
-        self.frames.clear()
+        self.frames = None
         if self.feed is not None:
             self.feed.leave(self)
 
@@ -303,8 +310,8 @@ class Feed:
         finally:
             self.end()
             if not self.started.done():
-                self.started.set_result(False)
-            if over:
+                self.started.set_result(False)  # members fall back to their own streams
+            elif over and self.started.result():
                 for member in self.members:
                     member.finish()
                     member.context.wake(member)
