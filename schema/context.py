@@ -8,7 +8,7 @@ import hmac
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -76,17 +76,21 @@ class RequestContext:
     write: bool = False
     over_websocket: ClassVar[bool] = False
     _session: AsyncSession | None = None
-    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Made when first needed: a WebSocket's context (one per open connection, for hours)
+    # never uses them, and each empty one costs memory there.
+    _lock: asyncio.Lock | None = None
     _auth: AuthSession | None = None
     _tenant: Tenant | None = None
     _loaders: LedgerLoaders | None = None
-    _durable: list[Callable[[AsyncSession], Awaitable[object]]] = field(default_factory=list)
-    _before_commit: list[Callable[[AsyncSession], Awaitable[object]]] = field(default_factory=list)
-    _after_commit: list[Callable[[AsyncSession], Awaitable[object]]] = field(default_factory=list)
+    _durable: list[Callable[[AsyncSession], Awaitable[object]]] | None = None
+    _before_commit: list[Callable[[AsyncSession], Awaitable[object]]] | None = None
+    _after_commit: list[Callable[[AsyncSession], Awaitable[object]]] | None = None
 
     @asynccontextmanager
     async def db(self) -> AsyncIterator[AsyncSession]:
         """The request's session, one user at a time (sibling resolvers run concurrently)."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
         async with self._lock:
             if self._session is None:
                 self._session = session_for(self.services.engine, write=self.write)
@@ -95,21 +99,21 @@ class RequestContext:
     def persist_despite_failure(self, action: Callable[[AsyncSession], Awaitable[object]]) -> None:
         """Run `action` in a transaction of its own after the request ends, even on error
         (security state such as a revoked session must survive the request's rollback)."""
-        self._durable.append(action)
+        self._durable = [*(self._durable or ()), action]
 
     def before_commit(self, action: Callable[[AsyncSession], Awaitable[object]]) -> None:
         """Run `action` in the request's own transaction just before it commits (only if it
         is about to commit: the audit event of a successful mutation)."""
-        self._before_commit.append(action)
+        self._before_commit = [*(self._before_commit or ()), action]
 
     def after_commit(self, action: Callable[[AsyncSession], Awaitable[object]]) -> None:
         """Run `action` in a transaction of its own once the request has committed."""
-        self._after_commit.append(action)
+        self._after_commit = [*(self._after_commit or ()), action]
 
     async def finish(self, *, commit: bool) -> None:
         session, self._session = self._session, None
-        before, self._before_commit = self._before_commit, []
-        after, self._after_commit = self._after_commit, []
+        before, self._before_commit = self._before_commit or [], None
+        after, self._after_commit = self._after_commit or [], None
         if session is None and commit and before:
             session = session_for(self.services.engine, write=True)
         if session is not None:
@@ -122,7 +126,7 @@ class RequestContext:
                     await session.rollback()
             finally:
                 await session.close()
-        durable, self._durable = self._durable, []
+        durable, self._durable = self._durable or [], None
         scope = dict(session.info.get(SCOPE_INFO, {})) if session is not None else {}
         for action in [*durable, *after] if commit else durable:
             async with unit_of_work(self.services.engine) as own:

@@ -38,6 +38,7 @@ from api.realtime.fanout import CURRENT_OPERATION, Fanout, Feed, Member, readers
 from api.realtime.hub import CloseReason, Hub, Subscription, SubscriptionClosed
 from api.realtime.registry import ConnectionRegistry, Holder
 from api.realtime.stream import current_seq, workspace_stream
+from api.websocket_protocol import SEND_TEXT_NOW
 from domain.core.db import bind_scope, unit_of_work
 from domain.core.errors import DomainError
 from domain.identity import api_tokens
@@ -73,7 +74,7 @@ class ConnectionContext(RequestContext):
     request_id: str | None = None  # the upgrade's: names this connection in the audit trail
     expires_at: float | None = None  # epoch seconds: the access token's expiry
     _expiry_timer: Entry | None = None
-    _background: set[asyncio.Task[Any]] = field(default_factory=set)
+    _background: set[asyncio.Task[Any]] | None = None  # made when first needed
     _counted: uuid.UUID | None = None
     _unregister: Callable[[], None] | None = None
     _closing: bool = False
@@ -179,6 +180,8 @@ class ConnectionContext(RequestContext):
     def _in_background(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """A task that `release` lets finish."""
         task = asyncio.create_task(work)
+        if self._background is None:
+            self._background = set()
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return task
@@ -324,8 +327,13 @@ class ConnectionContext(RequestContext):
             self._writer.cancel()
 
     def wake(self, member: Member) -> None:
-        """The member has something to write: one task per connection writes it (and
-        whatever else its members queue meanwhile), then ends."""
+        """The member has something to write. Written at once when the socket takes it and
+        nothing of this connection waits before it; otherwise one task per connection
+        writes it (and whatever else its members queue meanwhile), then ends."""
+        if self._writer is None and not self._closing:
+            send_now = self.websocket.scope.get("extensions", {}).get(SEND_TEXT_NOW)
+            if send_now is not None and member.write_now(send_now):
+                return
         if self._ready is None:
             self._ready = {}
         self._ready[member] = None
@@ -385,7 +393,7 @@ class ConnectionContext(RequestContext):
         if self._expiry_timer is not None:
             deadlines(asyncio.get_running_loop()).cancel(self._expiry_timer)
             self._expiry_timer = None
-        for task in list(self._background):  # audit events being written: let them land
+        for task in list(self._background or ()):  # audit events being written: let them land
             with contextlib.suppress(Exception):
                 await task
 
