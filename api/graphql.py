@@ -62,7 +62,8 @@ class TransportWS(BaseGraphQLTransportWSHandler[RequestContext, None]):
         (api/realtime/fanout.py) is not completed when its own stream returns: its task
         ends there, and the connection writes the feed's results under the operation's id
         until the client completes it (`cleanup_operation`) or the feed is over."""
-        CURRENT_OPERATION.set(
+        # Reset when the task ends: a finished task keeps its context, and with it this.
+        token = CURRENT_OPERATION.set(
             SharedOperation(
                 operation.id,
                 operation.query,
@@ -94,11 +95,15 @@ class TransportWS(BaseGraphQLTransportWSHandler[RequestContext, None]):
         except _OperationStreamClosed:
             return
         except Exception as error:
+            if isinstance(context, ConnectionContext):
+                context.let_go(operation.id)  # it may have joined a feed before failing
             await self.handle_task_exception(error)
             with suppress(Exception):
                 await operation.send_operation_message({"id": operation.id, "type": "complete"})
             self.operations.pop(operation.id, None)
             raise
+        finally:
+            CURRENT_OPERATION.reset(token)
 
     async def cleanup_operation(self, operation_id: str) -> None:
         """The client's `complete`: a shared feed's member leaves it."""
@@ -130,6 +135,7 @@ class TransportWS(BaseGraphQLTransportWSHandler[RequestContext, None]):
             await super().shutdown()
         finally:
             if isinstance(self.context, ConnectionContext):
+                self.context.complete = None  # it refers back to this handler
                 await self.context.release()
 
 

@@ -175,7 +175,7 @@ class ConnectionContext(RequestContext):
 
     def _expired(self) -> None:
         self._expiry_timer = None
-        self._in_background(self.end(SESSION_ENDED, "Session expired: sign in again"))
+        self.end_soon(SESSION_ENDED, "Session expired: sign in again")
 
     def _in_background(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """A task that `release` lets finish."""
@@ -352,12 +352,15 @@ class ConnectionContext(RequestContext):
         finally:
             self._writer = None
 
-    async def complete_operation(self, member: Member) -> None:
-        """The member's feed is over and all it queued written: `complete`."""
-        if self._members is not None and self._members.get(member.operation_id) is member:
-            del self._members[member.operation_id]
+    async def complete_operation(self, member: Member) -> bool:
+        """The member's feed is over and all it queued written: `complete`, if this
+        connection holds it (False otherwise: not yet, or it left)."""
+        if self._members is None or self._members.get(member.operation_id) is not member:
+            return False
+        del self._members[member.operation_id]
         if self.complete is not None:
             await self.complete(member.operation_id)
+        return True
 
     # --- the end ---------------------------------------------------------------------
 

@@ -81,7 +81,8 @@ class Deadlines:
         self._cancelled += 1
         if self._cancelled > 64 and self._cancelled * 2 > len(self._heap):
             # Mostly cancelled (connections that closed before their token expired): drop them.
-            self._heap = [alive for alive in self._heap if alive.callback is not None]
+            # In place: `_fire` may be iterating this very list (a callback that cancels).
+            self._heap[:] = [alive for alive in self._heap if alive.callback is not None]
             heapq.heapify(self._heap)
             self._cancelled = 0
 

@@ -248,17 +248,21 @@ class Member:
         overtake)."""
         websocket = self.context.websocket
         frames = self.frames
-        while frames and not self.holding and not self.slow:
+        # `self.frames is frames`: a member that left (the client completed it) or fell
+        # behind while a send waited has dropped its queue: nothing more of it goes out.
+        while frames and self.frames is frames and not self.holding and not self.slow:
             await websocket.send_text(self.prefix + frames.popleft()[1] + "}")
         if frames is not None and not frames and self.frames is frames:
             self.frames = None
-        if self.ended and not self.slow and not self.frames and not self.completed:
+        # `complete` only once its connection holds it (before, its own task is still
+        # running); the connection wakes it again when it starts holding it.
+        over = self.ended and not self.slow and not self.frames and not self.completed
+        if over and await self.context.complete_operation(self):
             self.completed = True
-            await self.context.complete_operation(self)
 
     def leave(self) -> None:
         """The client completed the operation, or the connection is over."""
-        self.ended = True
+        self.ended = self.completed = True  # nothing more goes out under its id
         self.frames = None
         if self.feed is not None:
             self.feed.leave(self)
@@ -343,10 +347,15 @@ class Feed:
             if member.push(self.seq, payload):
                 metrics.deliveries += 1
                 if not member.holding:
-                    member.context.wake(member)
+                    try:
+                        member.context.wake(member)
+                    except Exception:  # one member's socket must not end the feed for all
+                        log.exception("fanout_write_failed")
+                        self.leave(member)
+                        member.context.end_soon(1011, "Internal error: reconnect with since")
             else:
                 metrics.slow_members_closed += 1
-                self.members.pop(member, None)
+                self.leave(member)
                 member.context.end_soon(SLOW_MEMBER, SLOW_REASON)
 
     def end(self) -> None:

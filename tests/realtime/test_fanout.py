@@ -11,7 +11,9 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
+from starlette.websockets import WebSocket
 
+from api.realtime.connection import ConnectionContext
 from api.realtime.fanout import Fanout, FanoutMetrics, Member
 from api.realtime.hub import CloseReason
 from domain.core.db import bind_scope, unit_of_work
@@ -98,15 +100,6 @@ async def test_subscribers_asking_the_same_thing_share_one_execution_per_event(
     assert metrics.slow_members_closed == 0
 
 
-def operation_tasks() -> list[asyncio.Task[Any]]:
-    """The WebSocket handler's live operation tasks in this (the served app's) loop."""
-    return [
-        task
-        for task in asyncio.all_tasks()
-        if getattr(task.get_coro(), "__qualname__", "").endswith("TransportWS.run_operation")
-    ]
-
-
 async def test_a_member_holds_no_task_once_it_joined_and_goes_with_its_connection(
     server: Served, make_client: Any
 ) -> None:
@@ -115,15 +108,21 @@ async def test_a_member_holds_no_task_once_it_joined_and_goes_with_its_connectio
         sockets = [await stack.enter_async_context(GraphQLWS.open(server.url)) for _ in range(3)]
         for ws in sockets:
             await ws.init({"token": token_of(owner)})
+        await asyncio.sleep(0.2)
+        before = len(asyncio.all_tasks())  # the served app runs in this loop
+        for ws in sockets:
             await ws.subscribe("events", EVENTS)
             await ws.subscribe("again", EVENTS)  # a second operation on the same connection
-        metrics = await settled(server, feeds=1, members=6, detached=6)
-        # Each subscriber is a queue now: no operation task is left running for any.
+        await settled(server, feeds=1, members=6, detached=6)
+        # Each subscriber is a queue now: of the 6 operations' tasks none is left. The two
+        # new tasks are the feed's and the hub's pump for the workspace's channel.
+        added = len(asyncio.all_tasks()) - before
         for _ in range(100):
-            if not operation_tasks():
+            if added <= 2:
                 break
             await asyncio.sleep(0.05)
-        assert operation_tasks() == []
+            added = len(asyncio.all_tasks()) - before
+        assert added == 2, [t.get_coro() for t in asyncio.all_tasks()]
         await post(owner, account, groceries, "-4.00")
         for ws in sockets:
             for operation in ("events", "again"):
@@ -140,7 +139,7 @@ async def test_a_member_holds_no_task_once_it_joined_and_goes_with_its_connectio
         # A completed id may be used again, and the limit counts only live operations.
         await sockets[0].subscribe("again", EVENTS)
         await settled(server, feeds=1, members=4)
-    await settled(server, feeds=0, members=0)
+    metrics = await settled(server, feeds=0, members=0)
     assert metrics.slow_members_closed == 0
 
 
@@ -315,6 +314,51 @@ async def test_events_committed_while_a_member_replays_arrive_once_and_in_order(
         assert await resuming.silent("e", 0.5)
     assert resumed == list(range(1, live_seqs[-1] + 1))  # no gap, no repeat
     assert live_seqs == list(range(live_seqs[0], live_seqs[0] + 20)) and live_seqs[0] > 3_000
+
+
+async def test_a_member_the_client_completed_sends_nothing_more_even_mid_write(
+    services: AppServices,
+) -> None:
+    """A socket that takes one message at a time (a paused transport): the connection's
+    writer is inside a send when the client completes the operation. What was queued
+    behind it is dropped, and no `complete` follows (the id may be in use again)."""
+    sent: list[dict[str, Any]] = []
+    gate = asyncio.Event()
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "websocket.send":
+            await gate.wait()
+            gate.clear()
+        sent.append(message)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    scope = {"type": "websocket", "path": "/graphql", "headers": [], "extensions": {}}
+    socket = WebSocket(scope, receive, send)  # type: ignore[arg-type]
+    await socket.accept()
+    completed: list[str] = []
+
+    async def complete(operation_id: str) -> None:
+        completed.append(operation_id)
+
+    context = ConnectionContext(request=socket, response=None, services=services)
+    context.complete = complete
+    member = Member(context, "1", 10)
+    context.hold(member)
+    for seq in (1, 2, 3):
+        member.push(seq, f'{{"data":{seq}}}')
+    context.wake(member)  # no direct write in this scope: the writer task sends
+    await asyncio.sleep(0.05)
+    assert context.let_go("1")  # the client's `complete` while the first send waits
+    member.finish()  # and the feed ends meanwhile, too
+    gate.set()
+    for _ in range(5):
+        await asyncio.sleep(0.02)
+        gate.set()
+    texts = [m["text"] for m in sent if m["type"] == "websocket.send"]
+    assert texts == ['{"id":"1","type":"next","payload":{"data":1}}']
+    assert completed == [] and context.held("1") is None
 
 
 def test_a_resuming_member_sends_nothing_its_replay_had_held_or_late() -> None:

@@ -12,12 +12,13 @@ import struct
 from typing import Any
 from urllib.parse import urlsplit
 
+from api.realtime.deadlines import deadlines
 from schema.context import AppServices
 from tests.graphql import Client, register
 from tests.realtime.test_subscriptions import EVENTS, token_of
 from tests.realtime.ws import GraphQLWS, served
 
-INTERVAL = 0.3
+INTERVAL = 0.4
 
 
 async def silent_peer(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -54,14 +55,18 @@ async def test_a_peer_that_never_answers_pings_is_closed_and_one_that_does_stays
 ) -> None:
     client: Client = make_client()
     await register(client)
-    async with served(services, ws_ping_interval=INTERVAL, ws_ping_timeout=INTERVAL) as server:
+    timers = deadlines(asyncio.get_running_loop())
+    async with served(services, ws_ping_interval=INTERVAL, ws_ping_timeout=2 * INTERVAL) as server:
+        idle_timers = len(timers)
         async with GraphQLWS.open(server.url) as live:  # websockets answers pings itself
             await live.init({"token": token_of(client)})
             await live.subscribe("e", EVENTS)
+            (protocol,) = server.server.server_state.connections
+            first_ping = await pinged(protocol, after=0.0)
             reader, writer = await silent_peer(server.url)
             received = b""
             try:
-                async with asyncio.timeout(10 * INTERVAL):
+                async with asyncio.timeout(15 * INTERVAL):
                     while chunk := await reader.read(4096):
                         received += chunk
             finally:
@@ -70,8 +75,9 @@ async def test_a_peer_that_never_answers_pings_is_closed_and_one_that_does_stays
             assert seen[0][0] == 0x9  # a ping it never answered
             closing = next(payload for opcode, payload in seen if opcode == 0x8)
             assert struct.unpack("!H", closing[:2])[0] == 1011  # keepalive ping timeout
-            # The answering connection lived through many intervals and still works.
-            await asyncio.sleep(4 * INTERVAL)
+            # The answering connection is pinged again and again (each pong schedules the
+            # next ping and cancels its own timeout), and still works.
+            await pinged(protocol, after=await pinged(protocol, after=first_ping))
             assert live.closed is None
             await live.subscribe("again", EVENTS)
             assert await live.silent("again", INTERVAL)
@@ -81,3 +87,19 @@ async def test_a_peer_that_never_answers_pings_is_closed_and_one_that_does_stays
                 break
             await asyncio.sleep(0.05)
         assert not server.server.server_state.connections  # the dead one was let go too
+        # Each connection's ping, pong and expiry timers left the shared heap with it.
+        for _ in range(100):
+            if len(timers) <= idle_timers:
+                break
+            await asyncio.sleep(0.05)
+        assert len(timers) <= idle_timers
+
+
+async def pinged(protocol: Any, *, after: float) -> float:
+    """When the server next pinged this connection after loop time `after`."""
+    for _ in range(200):
+        if protocol.ping_sent_at > after:
+            sent: float = protocol.ping_sent_at
+            return sent
+        await asyncio.sleep(0.02)
+    raise AssertionError("no ping")
