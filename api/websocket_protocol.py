@@ -25,11 +25,8 @@ import struct
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-from websockets.exceptions import InvalidState
 
 from api.realtime.deadlines import deadlines
-
-SEND_TEXT_NOW = "wealthwise.websocket.send_text_now"
 
 
 class _Inbox:
@@ -140,39 +137,8 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         else:
             self.schedule_ping()
 
-    def send_text_now(self, text: str) -> bool:
-        """Write a text message at once: no task, no ASGI message, no await. False when it
-        has to wait (the transport is paused: the peer reads slowly) or cannot go (the
-        connection is closing or closed); the caller then sends it through ASGI, which
-        waits, or fails the way a send to a closed socket fails.
-
-        The app finds it in the scope, `scope["extensions"][SEND_TEXT_NOW]`, once the
-        handshake is done. The shared subscription feeds (api/realtime/fanout.py) write
-        each result this way: per delivery, the ASGI path (a task to run it, Starlette's and
-        uvicorn's send, the message dict) cost more than the write itself."""
-        if self.close_sent or self.disconnected or not self.writable.is_set():
-            return False
-        if self.transport.is_closing():
-            return False
-        try:
-            self.conn.send_text(text.encode())
-        except InvalidState:
-            return False
-        self.transport.write(b"".join(self.conn.data_to_send()))
-        return True
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        super().connection_lost(exc)
-        scope = getattr(self, "scope", None)
-        if scope is not None:  # the method refers back to the protocol: let go of it
-            scope.get("extensions", {}).pop(SEND_TEXT_NOW, None)
-
     async def send(self, message: Any) -> None:
         await super().send(message)
-        accepted = message["type"] == "websocket.accept" and self.handshake_complete
-        if accepted and not self.close_sent and not self.disconnected:
-            extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
-            extensions[SEND_TEXT_NOW] = self.send_text_now
         if self.handshake_complete and hasattr(self, "response"):
             # Sent (or refused): uvicorn reads neither again. The request's headers are
             # emptied too: websockets' parser keeps the request in a local for as long as

@@ -38,7 +38,6 @@ from api.realtime.fanout import CURRENT_OPERATION, Fanout, Feed, Member, readers
 from api.realtime.hub import CloseReason, Hub, Subscription, SubscriptionClosed
 from api.realtime.registry import ConnectionRegistry, Holder
 from api.realtime.stream import current_seq, workspace_stream
-from api.websocket_protocol import SEND_TEXT_NOW
 from domain.core.db import bind_scope, unit_of_work
 from domain.core.errors import DomainError
 from domain.identity import api_tokens
@@ -327,13 +326,8 @@ class ConnectionContext(RequestContext):
             self._writer.cancel()
 
     def wake(self, member: Member) -> None:
-        """The member has something to write. Written at once when the socket takes it and
-        nothing of this connection waits before it; otherwise one task per connection
-        writes it (and whatever else its members queue meanwhile), then ends."""
-        if self._writer is None and not self._closing:
-            send_now = self.websocket.scope.get("extensions", {}).get(SEND_TEXT_NOW)
-            if send_now is not None and member.write_now(send_now):
-                return
+        """The member has something to write: one task per connection writes it (and
+        whatever else its members queue meanwhile), then ends."""
         if self._ready is None:
             self._ready = {}
         self._ready[member] = None

@@ -36,7 +36,7 @@ import contextlib
 import dataclasses
 import json
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Hashable
+from collections.abc import AsyncIterator, Hashable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -228,19 +228,6 @@ class Member:
         if self.holding or self.slow:
             return False
         return bool(self.frames) or (self.ended and not self.completed)
-
-    def write_now(self, send_now: Callable[[str], bool]) -> bool:
-        """Write what is queued without waiting (`send_now`: the socket's own, see
-        api/websocket_protocol.py); True when nothing is left to write, False when the rest
-        (results the socket could not take now, or the `complete`) needs `flush`."""
-        frames = self.frames
-        while frames and not self.holding and not self.slow:
-            if not send_now(self.prefix + frames[0][1] + "}"):
-                return False
-            frames.popleft()
-        if frames is not None and not frames and self.frames is frames:
-            self.frames = None
-        return not self.writable
 
     async def flush(self) -> None:
         """Write what is queued; then, if the feed is over, complete the operation (never

@@ -348,7 +348,7 @@ async def test_a_member_the_client_completed_sends_nothing_more_even_mid_write(
     context.hold(member)
     for seq in (1, 2, 3):
         member.push(seq, f'{{"data":{seq}}}')
-    context.wake(member)  # no direct write in this scope: the writer task sends
+    context.wake(member)  # the connection's writer task sends
     await asyncio.sleep(0.05)
     assert context.let_go("1")  # the client's `complete` while the first send waits
     member.finish()  # and the feed ends meanwhile, too
