@@ -295,7 +295,11 @@ async def test_the_workers_relay_publishes_committed_events_to_redis(
             workspace = workspace_of(await register(client))
             await create_account(client, opening="10")
             seen: list[Envelope] = []
-            for _ in range(300):
+            # Up to 30 s by the clock: get_message may return None at once rather than
+            # after its timeout, so a count of calls is no time limit (this flaked).
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 30
+            while loop.time() < deadline:
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
                 if message is not None:
                     envelope = decode(message["data"])
@@ -303,6 +307,8 @@ async def test_the_workers_relay_publishes_committed_events_to_redis(
                         seen.append(envelope)
                         if envelope.type == "balance.changed":
                             break
+                else:
+                    await asyncio.sleep(0.02)
                 assert worker.process.poll() is None, worker.output()
             assert [e.type for e in seen][-1:] == ["balance.changed"], worker.output()
             assert message is not None and message["channel"].decode() == f"{prefix}{workspace}"
