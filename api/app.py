@@ -36,6 +36,7 @@ from domain.audit.service import seal_all
 from domain.core.db import create_engine, unit_of_work
 from domain.core.keys import Keyring
 from domain.core.settings import Settings, get_settings
+from domain.identity.service import configure_password_hashing
 from domain.identity.tokens import TokenSigner
 from domain.realtime.relay import Relay
 from schema import schema as wealthwise_schema
@@ -49,6 +50,7 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
 
 def build_services(settings: Settings) -> AppServices:
+    configure_password_hashing(settings)
     keyring = Keyring.from_settings(settings)
     signer = TokenSigner.from_settings(settings)
     return AppServices(

@@ -124,6 +124,14 @@ class Settings(BaseSettings):
     outbox_batch: int = 500
     outbox_retention_days: float = 7
 
+    # Password hashing: argon2id's parameters (the argon2-cffi defaults, RFC 9106's second
+    # recommendation: 64 MiB, 3 passes, 4 lanes). Hashes made with other parameters still
+    # verify. The test suite lowers them (each run costs ~0.2 s here, and tests sign up
+    # thousands of users); production should keep them or raise them.
+    password_hash_memory_kib: int = Field(default=65_536, ge=64)
+    password_hash_time_cost: int = Field(default=3, ge=1)
+    password_hash_parallelism: int = Field(default=4, ge=1, le=8)
+
     # Realtime fan-out (api/realtime/hub.py): channels are named with this prefix; each local
     # subscriber holds at most realtime_queue_size events and is told to resync when it
     # overflows, and closed after realtime_max_overflows overflows without catching up.

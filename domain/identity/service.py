@@ -20,6 +20,7 @@ from domain.core.errors import BadInput, Conflict, NotFound, Unauthenticated
 from domain.core.keys import Keyring
 from domain.core.models import as_utc, utcnow
 from domain.core.money import check_currency
+from domain.core.settings import Settings
 from domain.core.tenancy import Tenant
 from domain.identity.models import (
     AuthSession,
@@ -38,6 +39,24 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _hasher = PasswordHasher()  # argon2id with the library's recommended parameters
 # Verified against when the email is unknown, so both paths cost one argon2 run.
 _DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+
+
+def configure_password_hashing(settings: Settings) -> None:
+    """New hashes (and the unknown-email dummy) with the settings' argon2id parameters;
+    hashes made with others still verify (argon2 reads them from the hash)."""
+    global _hasher, _DUMMY_HASH
+    wanted = (
+        settings.password_hash_memory_kib,
+        settings.password_hash_time_cost,
+        settings.password_hash_parallelism,
+    )
+    if wanted == (_hasher.memory_cost, _hasher.time_cost, _hasher.parallelism):
+        return
+    memory, time_cost, parallelism = wanted
+    _hasher = PasswordHasher(memory_cost=memory, time_cost=time_cost, parallelism=parallelism)
+    _DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+
+
 MIN_PASSWORD_LENGTH = 10
 
 

@@ -26,6 +26,7 @@ from domain.core.db import bind_scope, unit_of_work
 from domain.core.settings import OidcProviderSettings, Settings
 from domain.identity.models import OidcIdentity
 from domain.identity.oidc import GOOGLE_DISCOVERY, configured_providers
+from domain.identity.service import configure_password_hashing
 from schema.context import AppServices
 from schema.ids import decode_id
 from tests.audit.helpers import chain
@@ -338,7 +339,32 @@ async def test_an_unreachable_provider_is_a_clear_error(database: Settings) -> N
     assert login_error(response) == "PROVIDER_UNAVAILABLE"
 
 
-async def test_a_provider_only_user_cannot_log_in_with_a_password(api: Api) -> None:
+@pytest.fixture
+def production_hashing(database: Settings) -> Iterator[None]:
+    """argon2id with the production parameters (the suite's are cheap), so that one run
+    outweighs the rest of a request, as a timing comparison needs."""
+    defaults = Settings.model_fields
+    configure_password_hashing(
+        database.model_copy(
+            update={
+                name: defaults[name].default
+                for name in (
+                    "password_hash_memory_kib",
+                    "password_hash_time_cost",
+                    "password_hash_parallelism",
+                )
+            }
+        )
+    )
+    try:
+        yield
+    finally:
+        configure_password_hashing(database)
+
+
+async def test_a_provider_only_user_cannot_log_in_with_a_password(
+    api: Api, production_hashing: None
+) -> None:
     person = new_person()
     assert login_error(await sign_in(api, person)) is None
     registered = await register(api.client(), name="Timing")
