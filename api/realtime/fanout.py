@@ -334,12 +334,7 @@ class Feed:
             if member.push(self.seq, payload):
                 metrics.deliveries += 1
                 if not member.holding:
-                    try:
-                        member.context.wake(member)
-                    except Exception:  # one member's socket must not end the feed for all
-                        log.exception("fanout_write_failed")
-                        self.leave(member)
-                        member.context.end_soon(1011, "Internal error: reconnect with since")
+                    member.context.wake(member)  # its connection's writer sends it
             else:
                 metrics.slow_members_closed += 1
                 self.leave(member)
