@@ -4,6 +4,11 @@ At-least-once: a relay that dies after publishing and before marking publishes t
 events again when it restarts; subscribers drop what they already saw by seq. Per
 workspace, events commit in seq order (the head row lock), so every round publishes a
 prefix of what is pending and a channel never skips ahead.
+
+A round starts on a commit that emitted: in this process through the session hook, and on
+PostgreSQL in any process through LISTEN on `ww_outbox` (migration 0011 notifies it once per
+committing transaction that appended events). Every `poll_seconds` a round runs anyway, so a
+notification lost with its connection costs at most one poll interval.
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ Publish = Callable[[str, str], Awaitable[Any]]
 # One relay round at a time across every process (pg_try_advisory_xact_lock's key).
 RELAY_LOCK = 0x5757_4F42_5245_4C59 & 0x7FFF_FFFF_FFFF_FFFF
 DEFAULT_BATCH = 500
+NOTIFY_CHANNEL = "ww_outbox"  # migration 0011's trigger notifies it
+LISTEN_CHECK_SECONDS = 30.0  # a quiet listening connection is asked whether it still lives
+LISTEN_RETRY_SECONDS = 0.5  # a lost one is replaced after this, doubling while that fails
 
 
 async def relay_once(
@@ -127,8 +135,9 @@ async def _relay_sqlite(
 
 class Relay:
     """Runs `relay_once` until stopped: again at once while a full batch came back, else
-    on a wake-up (a commit in this process that emitted) or every `poll_seconds`.
-    Errors back off exponentially (with jitter) up to `max_backoff_seconds`."""
+    on a wake-up (a commit that emitted: in this process, or on PostgreSQL in any process)
+    or every `poll_seconds`. Errors back off exponentially (with jitter) up to
+    `max_backoff_seconds`."""
 
     def __init__(
         self,
@@ -152,6 +161,8 @@ class Relay:
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
+        self.listening = False  # LISTEN is in place (PostgreSQL)
+        self.listens = 0  # how many times it was put in place (1 + reconnects)
 
     @classmethod
     def from_settings(cls, engine: AsyncEngine, publish: Publish, settings: Settings) -> Relay:
@@ -174,6 +185,11 @@ class Relay:
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
         stop_listening = outbox.on_commit_with_events(self.wake)
+        listener = (
+            asyncio.create_task(self._listen(), name="outbox-listen")
+            if self.engine.dialect.name == "postgresql"
+            else None
+        )
         try:
             while not self._stopping:
                 self._wakeup.clear()  # before reading: a commit during the round re-arms it
@@ -201,7 +217,54 @@ class Relay:
                         await self._wakeup.wait()
         finally:
             stop_listening()
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
             self._loop = None
+
+    async def _listen(self) -> None:
+        """LISTEN on a connection of its own, for as long as the relay runs: every
+        notification starts a round. A connection that fails or is lost is replaced after
+        a backoff; meanwhile the poll goes on, so events are late, never lost."""
+        failures = 0
+        while True:
+            try:
+                await self._listen_once()
+                failures = 0  # it was in place, then the connection went
+            except Exception:
+                failures += 1
+                logger.warning("outbox_listen_failed", exc_info=True)
+            finally:
+                self.listening = False
+            delay = min(self.max_backoff_seconds, LISTEN_RETRY_SECONDS * 2**failures)
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+
+    async def _listen_once(self) -> None:
+        # A pool connection (so every connect setting applies), taken out of the pool at
+        # once: one holding a listener must never be handed to a request.
+        raw = await self.engine.raw_connection()
+        connection = raw.driver_connection
+        raw.detach()
+        assert connection is not None
+        lost = asyncio.Event()
+        try:
+            connection.add_termination_listener(lambda _connection: lost.set())
+            await connection.add_listener(NOTIFY_CHANNEL, self._notified)
+            self.listening = True
+            self.listens += 1
+            self._wakeup.set()  # what committed before LISTEN took effect
+            while not lost.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(LISTEN_CHECK_SECONDS):
+                        await lost.wait()
+                if not lost.is_set():  # a quiet connection may be a dead one: ask it
+                    await connection.fetchval("SELECT 1", timeout=LISTEN_CHECK_SECONDS)
+        finally:
+            connection.terminate()
+
+    def _notified(self, *_args: Any) -> None:
+        self._wakeup.set()
 
     def start(self) -> asyncio.Task[None]:
         self._stopping = False

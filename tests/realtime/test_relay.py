@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import os
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -38,6 +40,7 @@ from tests.realtime.helpers import (
     replay,
     spend,
 )
+from tests.realtime.processes import eventually
 from tests.security.test_row_level_security import _dsn
 from tests.services import TEST_KEK
 
@@ -427,10 +430,12 @@ async def test_the_relay_functions_give_the_api_role_ids_and_nothing_sensitive(
         "ww_outbox_pending",
         "ww_outbox_mark_published",
         "ww_outbox_prune",
+        "ww_outbox_notify",  # the trigger's (migration 0011): nobody may call it
     }
     for acl in acls:  # no grant to PUBLIC ("=X/owner"), one to the API role
         assert not any(entry.startswith("=") for entry in acl["acl"]), acl
-        assert any(entry.startswith(f"{postgres_database.app_db_role}=X") for entry in acl["acl"])
+        granted = any(e.startswith(f"{postgres_database.app_db_role}=X") for e in acl["acl"])
+        assert granted == (acl["proname"] != "ww_outbox_notify"), acl
 
 
 def decode_data(data: str) -> dict[str, object]:
@@ -438,3 +443,117 @@ def decode_data(data: str) -> dict[str, object]:
 
     loaded: dict[str, object] = json.loads(data)
     return loaded
+
+
+async def _commit_from_elsewhere(owner_url: str, home: Household) -> int:
+    """Append one event the way another process's commit would: on a connection of its
+    own, out of this process's sight (no session hook fires). Returns its seq."""
+    connection = await asyncpg.connect(_dsn(owner_url))
+    try:
+        async with connection.transaction():
+            seq = await connection.fetchval(
+                "UPDATE outbox_heads SET seq = seq + 1 WHERE workspace_id = $1 RETURNING seq",
+                home.tenant.workspace_id,
+            )
+            await connection.execute(
+                "INSERT INTO outbox_events (id, workspace_id, seq, type, data, occurred_at)"
+                " VALUES ($1, $2, $3, $4, $5, now())",
+                uuid.uuid4(),
+                home.tenant.workspace_id,
+                seq,
+                EventType.BALANCE_CHANGED.value,
+                json.dumps({"accounts": [str(home.account_id)]}),
+            )
+    finally:
+        await connection.close()
+    return int(seq)
+
+
+async def _listener_pids(owner_url: str) -> list[int]:
+    connection = await asyncpg.connect(_dsn(owner_url))
+    try:
+        rows = await connection.fetch(
+            "SELECT pid FROM pg_stat_activity"
+            " WHERE datname = current_database() AND query LIKE 'LISTEN %ww_outbox%'"
+        )
+        return [row["pid"] for row in rows]
+    finally:
+        await connection.close()
+
+
+async def _arrival(arrived: asyncio.Queue[str], home: Household, seq: int) -> float:
+    """Wait (5 s at most) for the household's event `seq`, passing over anything else the
+    relay publishes (other tests' workspaces share the database); returns when it came."""
+    async with asyncio.timeout(5):
+        while True:
+            envelope = decode(await arrived.get())
+            if envelope.workspace_id == home.tenant.workspace_id and envelope.seq == seq:
+                return time.monotonic()
+
+
+async def test_a_commit_in_another_process_wakes_the_relay_through_listen_notify(
+    postgres_database: Settings,
+) -> None:
+    """The worker's relay never sees the API's commits through the session hook: on
+    PostgreSQL the commit's NOTIFY (migration 0011) starts a round, not the next poll."""
+    engine = create_engine(postgres_database)
+    keyring = Keyring.from_settings(postgres_database)
+    arrived: asyncio.Queue[str] = asyncio.Queue()
+
+    async def publish(_channel: str, message: str) -> None:
+        await arrived.put(message)
+
+    try:
+        home = await household(engine, keyring)
+        relay = Relay(engine, publish, poll_seconds=60)
+        relay.start()
+        try:
+            await eventually(lambda: relay.listening, 10, "LISTEN in place")
+            await _arrival(arrived, home, 2)  # the household's own events, in the first round
+            await asyncio.sleep(0.2)  # the runner now waits out its 60 s poll
+            started = time.monotonic()
+            seq = await _commit_from_elsewhere(postgres_database.resolved_database_url, home)
+            assert await _arrival(arrived, home, seq) - started < 2
+        finally:
+            await relay.stop()
+    finally:
+        await engine.dispose()
+
+
+async def test_a_lost_listening_connection_is_replaced_and_commits_wake_the_relay_again(
+    postgres_database: Settings,
+) -> None:
+    engine = create_engine(postgres_database)
+    keyring = Keyring.from_settings(postgres_database)
+    owner_url = postgres_database.resolved_database_url
+    arrived: asyncio.Queue[str] = asyncio.Queue()
+
+    async def publish(_channel: str, message: str) -> None:
+        await arrived.put(message)
+
+    try:
+        home = await household(engine, keyring)
+        relay = Relay(engine, publish, poll_seconds=60)
+        relay.start()
+        try:
+            await eventually(lambda: relay.listening, 10, "LISTEN in place")
+            await _arrival(arrived, home, 2)
+            pids = await _listener_pids(owner_url)
+            assert len(pids) == 1  # its own connection, out of the pool
+            admin = await asyncpg.connect(_dsn(owner_url))
+            try:
+                assert await admin.fetchval("SELECT pg_terminate_backend($1)", pids[0])
+            finally:
+                await admin.close()
+            await eventually(lambda: relay.listens == 2 and relay.listening, 10, "LISTEN again")
+            assert await _listener_pids(owner_url) not in ([], pids)
+            await asyncio.sleep(0.2)  # past the round the new LISTEN started
+            started = time.monotonic()
+            seq = await _commit_from_elsewhere(owner_url, home)
+            assert await _arrival(arrived, home, seq) - started < 2
+        finally:
+            await relay.stop()
+        assert await _listener_pids(owner_url) == []  # stopped, it let the connection go
+        assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    finally:
+        await engine.dispose()
