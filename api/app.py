@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from api.gcwatch import tune_gc, watch_gc
+from api.gcwatch import freeze_gc, tune_gc, watch_gc
 from api.graphql import WealthWiseGraphQL
 from api.logging import configure_logging
 from api.middleware import RequestIdMiddleware, UnexpectedErrors
@@ -89,6 +89,7 @@ def create_app(
         gc.freeze()
         untune_gc = tune_gc(settings.gc_young_threshold)
         stop_watching_gc = watch_gc(settings.gc_pause_warn_ms)
+        stop_freezing_gc = freeze_gc(settings.gc_freeze_seconds, settings.gc_full_collect_seconds)
         job_services = JobServices(services.settings, services.engine, services.keyring)
         jobs = await start_jobs(job_services)
         # Embedded, the API seals audit chains itself; a worker's scheduler does it otherwise.
@@ -124,6 +125,7 @@ def create_app(
         await hub.stop()  # ends every feed's stream: members close with 1012
         if fanout is not None:
             await fanout.stop()
+        stop_freezing_gc()
         stop_watching_gc()
         untune_gc()
         if sealing is not None:

@@ -151,6 +151,14 @@ class Settings(BaseSettings):
     # default: a timed-out operation's SQLite connection is released by the collector, and
     # collecting that rarely holds SQLite's write lock for long (see the closing note).
     gc_young_threshold: int = Field(default=0, ge=0)
+    # Every gc_freeze_seconds (0: off) what survived is moved out of the collector's sight
+    # (gc.freeze), so collections stop walking every connection's objects (250-350 ms
+    # pauses every ~10 s at 10,000 subscribers, bench/README.md); every
+    # gc_full_collect_seconds it is all collected once (1.2-1.7 s there), which frees cyclic
+    # garbage among frozen objects. Off by default for the same SQLite reason as
+    # gc_young_threshold; set both for many subscribers.
+    gc_freeze_seconds: float = Field(default=0, ge=0)
+    gc_full_collect_seconds: float = Field(default=1800, ge=0)
     # Redis pub/sub: reconnect backoff cap (the relay's retry cap too), and how long a
     # silent connection may idle before a PING checks it (twice that without an answer:
     # reconnect).
