@@ -14,6 +14,7 @@ from schema.advisor import AdvisorMutation, AdvisorQuery, AdvisorSubscription
 from schema.audit import AuditMutation, AuditQuery, AuditTrail
 from schema.cost import OperationCost
 from schema.errors import ErrorCodes, WriteIntent
+from schema.execution import WealthWiseExecutor
 from schema.identity.api import IdentityMutation, IdentityQuery
 from schema.identity.api_tokens import ApiTokenMutation, ApiTokenQuery
 from schema.identity.oidc import OidcQuery
@@ -60,6 +61,8 @@ schema = WealthWiseSchema(
     query=Query,
     mutation=Mutation,
     subscription=Subscription,
+    # Each subscription event's executor gets its own memos (schema/execution.py).
+    execution_context_class=WealthWiseExecutor,
     extensions=[
         OperationTransport,
         WriteIntent,
