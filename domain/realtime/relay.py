@@ -133,6 +133,12 @@ async def _relay_sqlite(
     return len(published)
 
 
+def backoff(base: float, failures: int, cap: float) -> float:
+    """`base` doubled per consecutive failure, at most `cap` (before jitter). The exponent
+    is bounded: 2.0**1024 overflows a float, which a long outage would otherwise reach."""
+    return min(cap, base * 2.0 ** min(failures, 32))
+
+
 class Relay:
     """Runs `relay_once` until stopped: again at once while a full batch came back, else
     on a wake-up (a commit that emitted: in this process, or on PostgreSQL in any process)
@@ -202,7 +208,7 @@ class Relay:
                     )
                 except Exception:
                     self.failures += 1
-                    delay = min(self.max_backoff_seconds, self.poll_seconds * 2**self.failures)
+                    delay = backoff(self.poll_seconds, self.failures, self.max_backoff_seconds)
                     logger.warning("outbox_relay_failed", exc_info=True, extra={"retry_in": delay})
                     await asyncio.sleep(delay * random.uniform(0.5, 1.0))
                     continue
@@ -237,7 +243,7 @@ class Relay:
                 logger.warning("outbox_listen_failed", exc_info=True)
             finally:
                 self.listening = False
-            delay = min(self.max_backoff_seconds, LISTEN_RETRY_SECONDS * 2**failures)
+            delay = backoff(LISTEN_RETRY_SECONDS, failures, self.max_backoff_seconds)
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
 
     async def _listen_once(self) -> None:
@@ -250,7 +256,8 @@ class Relay:
         lost = asyncio.Event()
         try:
             connection.add_termination_listener(lambda _connection: lost.set())
-            await connection.add_listener(NOTIFY_CHANNEL, self._notified)
+            async with asyncio.timeout(LISTEN_CHECK_SECONDS):  # a dead link could hang it
+                await connection.add_listener(NOTIFY_CHANNEL, self._notified)
             self.listening = True
             self.listens += 1
             self._wakeup.set()  # what committed before LISTEN took effect
