@@ -493,68 +493,64 @@ async def _arrival(arrived: asyncio.Queue[str], home: Household, seq: int) -> fl
                 return time.monotonic()
 
 
-async def test_a_commit_in_another_process_wakes_the_relay_through_listen_notify(
-    postgres_database: Settings,
-) -> None:
-    """The worker's relay never sees the API's commits through the session hook: on
-    PostgreSQL the commit's NOTIFY (migration 0011) starts a round, not the next poll."""
-    engine = create_engine(postgres_database)
-    keyring = Keyring.from_settings(postgres_database)
+@asynccontextmanager
+async def listening_relay(
+    settings: Settings,
+) -> AsyncIterator[tuple[Relay, AsyncEngine, Household, asyncio.Queue[str]]]:
+    """A relay that polls only every 60 s, LISTENing, past its first round (a new
+    household's two events): from here a round starts on a NOTIFY, or in a minute."""
+    engine = create_engine(settings)
     arrived: asyncio.Queue[str] = asyncio.Queue()
 
     async def publish(_channel: str, message: str) -> None:
         await arrived.put(message)
 
     try:
-        home = await household(engine, keyring)
+        home = await household(engine, Keyring.from_settings(settings))
         relay = Relay(engine, publish, poll_seconds=60)
         relay.start()
         try:
             await eventually(lambda: relay.listening, 10, "LISTEN in place")
-            await _arrival(arrived, home, 2)  # the household's own events, in the first round
-            await asyncio.sleep(0.2)  # the runner now waits out its 60 s poll
-            started = time.monotonic()
-            seq = await _commit_from_elsewhere(postgres_database.resolved_database_url, home)
-            assert await _arrival(arrived, home, seq) - started < 2
+            await _arrival(arrived, home, 2)
+            yield relay, engine, home, arrived
         finally:
             await relay.stop()
     finally:
         await engine.dispose()
 
 
+async def test_a_commit_in_another_process_wakes_the_relay_through_listen_notify(
+    postgres_database: Settings,
+) -> None:
+    """The worker's relay never sees the API's commits through the session hook: on
+    PostgreSQL the commit's NOTIFY (migration 0011) starts a round, not the next poll."""
+    async with listening_relay(postgres_database) as (_relay, _engine, home, arrived):
+        await asyncio.sleep(0.2)  # the runner now waits out its 60 s poll
+        started = time.monotonic()
+        seq = await _commit_from_elsewhere(postgres_database.resolved_database_url, home)
+        assert await _arrival(arrived, home, seq) - started < 2
+
+
 async def test_a_lost_listening_connection_is_replaced_and_commits_wake_the_relay_again(
     postgres_database: Settings,
 ) -> None:
-    engine = create_engine(postgres_database)
-    keyring = Keyring.from_settings(postgres_database)
     owner_url = postgres_database.resolved_database_url
-    arrived: asyncio.Queue[str] = asyncio.Queue()
-
-    async def publish(_channel: str, message: str) -> None:
-        await arrived.put(message)
-
-    try:
-        home = await household(engine, keyring)
-        relay = Relay(engine, publish, poll_seconds=60)
-        relay.start()
+    async with listening_relay(postgres_database) as (relay, engine, home, arrived):
+        pids = await _listener_pids(owner_url)
+        assert len(pids) == 1  # its own connection, out of the pool
+        admin = await asyncpg.connect(_dsn(owner_url))
         try:
-            await eventually(lambda: relay.listening, 10, "LISTEN in place")
-            await _arrival(arrived, home, 2)
-            pids = await _listener_pids(owner_url)
-            assert len(pids) == 1  # its own connection, out of the pool
-            admin = await asyncpg.connect(_dsn(owner_url))
-            try:
-                assert await admin.fetchval("SELECT pg_terminate_backend($1)", pids[0])
-            finally:
-                await admin.close()
-            await eventually(lambda: relay.listens == 2 and relay.listening, 10, "LISTEN again")
-            assert await _listener_pids(owner_url) not in ([], pids)
-            await asyncio.sleep(0.2)  # past the round the new LISTEN started
-            started = time.monotonic()
-            seq = await _commit_from_elsewhere(owner_url, home)
-            assert await _arrival(arrived, home, seq) - started < 2
+            assert await admin.fetchval("SELECT pg_terminate_backend($1)", pids[0])
         finally:
-            await relay.stop()
+            await admin.close()
+        await eventually(lambda: relay.listens == 2 and relay.listening, 10, "LISTEN again")
+        assert await _listener_pids(owner_url) not in ([], pids)
+        await asyncio.sleep(0.2)  # past the round the new LISTEN started
+        started = time.monotonic()
+        seq = await _commit_from_elsewhere(owner_url, home)
+        assert await _arrival(arrived, home, seq) - started < 2
+
+        await relay.stop()
         listeners: list[int] = [0]
 
         async def gone() -> bool:  # the server ends the backend on its own schedule
@@ -563,8 +559,6 @@ async def test_a_lost_listening_connection_is_replaced_and_commits_wake_the_rela
 
         await eventually(gone, 10, "stopped, the relay let its listening connection go")
         assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
-    finally:
-        await engine.dispose()
 
 
 def test_backoff_doubles_up_to_its_cap_however_long_the_outage() -> None:
