@@ -75,25 +75,25 @@ def freeze_gc(every_seconds: float, full_every_seconds: float) -> Callable[[], N
     return stop
 
 
-def watch_gc(threshold_ms: float) -> Callable[[], None]:
-    """Start logging long collections; returns the function that stops it."""
+def on_long_collections(
+    threshold_ms: float, report: Callable[[float, float, dict[str, Any]], None]
+) -> Callable[[], None]:
+    """Call `report(started, ms, info)` after each collection that took at least
+    `threshold_ms` (`started`: wall-clock seconds; `info`: the collector's, with its
+    generation). Returns the function that stops it."""
     started: list[float] = []
 
     def callback(phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
-            started[:] = [time.perf_counter()]
+            started[:] = [time.perf_counter(), time.time()]
             return
         if not started:
             return
-        ms = 1000 * (time.perf_counter() - started.pop())
+        ms = 1000 * (time.perf_counter() - started[0])
+        at = started[1]
+        started.clear()
         if ms >= threshold_ms:
-            log.warning(
-                "gc_pause",
-                generation=info.get("generation"),
-                ms=round(ms, 1),
-                collected=info.get("collected"),
-                tracked=len(gc.get_objects(generation=2)),
-            )
+            report(at, ms, info)
 
     gc.callbacks.append(callback)
 
@@ -102,3 +102,18 @@ def watch_gc(threshold_ms: float) -> Callable[[], None]:
             gc.callbacks.remove(callback)
 
     return stop
+
+
+def watch_gc(threshold_ms: float) -> Callable[[], None]:
+    """Start logging long collections; returns the function that stops it."""
+
+    def report(_started: float, ms: float, info: dict[str, Any]) -> None:
+        log.warning(
+            "gc_pause",
+            generation=info.get("generation"),
+            ms=round(ms, 1),
+            collected=info.get("collected"),
+            tracked=len(gc.get_objects(generation=2)),
+        )
+
+    return on_long_collections(threshold_ms, report)

@@ -50,6 +50,7 @@ import asyncpg
 import httpx
 from sqlalchemy.engine import make_url
 
+from api.gcwatch import on_long_collections
 from bench.provenance import commit_id
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -347,17 +348,9 @@ async def client_main(plan_path: str, out_path: str) -> None:
     # This process's own collections of 20 ms or more: (wall-clock start, ms, generation).
     # Receipts are stamped late by as much, so they are reported beside the latency.
     pauses: list[tuple[float, float, int]] = []
-    gc_started: list[float] = []
-
-    def gc_timer(phase: str, info: dict[str, Any]) -> None:
-        if phase == "start":
-            gc_started[:] = [time.perf_counter(), now()]
-        elif gc_started:
-            ms = 1000 * (time.perf_counter() - gc_started[0])
-            if ms >= 20:
-                pauses.append((gc_started[1], round(ms, 1), int(info["generation"])))
-
-    gc.callbacks.append(gc_timer)
+    on_long_collections(
+        20, lambda at, ms, info: pauses.append((at, round(ms, 1), int(info["generation"])))
+    )
 
     async def run(
         number: int, url: str, token: str, index: int, ready: asyncio.Future[None]
